@@ -1,0 +1,3 @@
+from gxft.cli import main
+
+main()

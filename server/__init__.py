@@ -1,0 +1,1 @@
+"""The GXFT API server: a Starlette app run by uvicorn."""

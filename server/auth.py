@@ -1,0 +1,64 @@
+"""Bearer-key authentication: which project a request acts for.
+
+Public `/v1` routes take API keys; `/internal` routes take the worker token alone, so a public
+key never reaches the worker API and a worker token never reaches user data through `/v1`.
+"""
+
+import hmac
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.config import DEFAULT_PROJECT
+from server.errors import APIError, error_response
+
+PUBLIC_PATHS = ("/healthz",)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, api_keys: dict[str, str], worker_token: str):
+        self.app = app
+        self.api_keys = api_keys
+        self.worker_token = worker_token
+
+    def project_for(self, token: str | None) -> str:
+        if token is None:
+            raise APIError(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                code="missing_api_key",
+            )
+        if not self.api_keys:
+            return DEFAULT_PROJECT
+        for key, project in self.api_keys.items():
+            if hmac.compare_digest(key.encode(), token.encode()):
+                return project
+        raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
+
+    def check_worker(self, token: str | None) -> None:
+        if token is None or not hmac.compare_digest(self.worker_token.encode(), token.encode()):
+            raise APIError(401, "The internal API needs the worker token.", code="invalid_worker_token")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        token = _bearer(scope)
+        try:
+            if path.startswith("/internal/"):
+                self.check_worker(token)
+            elif path.startswith("/v1/"):
+                scope.setdefault("state", {})["project"] = self.project_for(token)
+        except APIError as exc:
+            await error_response(exc.status, exc.detail)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

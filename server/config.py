@@ -1,0 +1,91 @@
+"""Server settings, from environment variables and `gxft serve` options.
+
+| variable | meaning | default |
+|---|---|---|
+| GXFT_DATA_DIR | metadata database, blobs and the embedded queue | ./gxft-data |
+| GXFT_API_KEYS | comma-separated `key` or `key=project`; unset: any key is accepted | unset |
+| GXFT_MAX_UPLOAD_BYTES | largest accepted file | 536870912 (512 MiB) |
+| GXFT_MIN_EXAMPLES | fewest examples in a fine-tune file | 10 |
+| GXFT_WORKER_TOKEN | secret shared with workers for the internal API | generated into the data dir |
+| GXFT_REDIS_URL | use a Redis queue shared by workers on many machines | unset (SQLite queue) |
+| GXFT_MODELS_FILE | TOML registry of base models | sample_data/models/registry.toml |
+| GXFT_LEASE_SECONDS | how long a silent worker keeps its job | 60 |
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PROJECT = "personal"
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: dict[str, str] = {}
+    max_upload_bytes: int = 512 * 1024 * 1024
+    min_examples: int = 10
+    worker_token: str = ""
+    redis_url: str | None = None
+    models_file: Path = REPO_ROOT / "sample_data" / "models" / "registry.toml"
+    lease_seconds: float = 60.0
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "gxft.sqlite3"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.data_dir / "queue.sqlite3"
+
+
+def parse_api_keys(value: str) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        key, _, project = entry.partition("=")
+        keys[key.strip()] = project.strip() or DEFAULT_PROJECT
+    return keys
+
+
+def _worker_token(data_dir: Path) -> str:
+    """The token workers present; generated once per data dir unless GXFT_WORKER_TOKEN is set."""
+    if token := os.environ.get("GXFT_WORKER_TOKEN"):
+        return token
+    path = data_dir / "worker_token"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load_settings(data_dir: str | None = None, host: str | None = None, port: int | None = None) -> Settings:
+    env = os.environ
+    root = Path(data_dir or env.get("GXFT_DATA_DIR") or "gxft-data").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        data_dir=root,
+        api_keys=parse_api_keys(env.get("GXFT_API_KEYS", "")),
+        max_upload_bytes=int(env.get("GXFT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)),
+        min_examples=int(env.get("GXFT_MIN_EXAMPLES", 10)),
+        worker_token=_worker_token(root),
+        redis_url=env.get("GXFT_REDIS_URL") or None,
+        lease_seconds=float(env.get("GXFT_LEASE_SECONDS", 60)),
+    )
+    if models_file := env.get("GXFT_MODELS_FILE"):
+        settings.models_file = Path(models_file).resolve()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    return settings

@@ -1,0 +1,74 @@
+"""Every failure leaves the server in OpenAI's error envelope, with the right status."""
+
+import logging
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server.protocol import ErrorDetail, ErrorResponse
+
+log = logging.getLogger("gxft.errors")
+
+
+class APIError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.detail = ErrorDetail(message=message, type=type, param=param, code=code)
+
+
+def invalid_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+def not_found(kind: str, object_id: str, param: str = "id") -> APIError:
+    return APIError(404, f"No such {kind} object: {object_id}", param=param)
+
+
+def malformed_body(message: str) -> APIError:
+    return APIError(422, message, code="invalid_body")
+
+
+def error_response(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        msgspec.json.encode(ErrorResponse(error=detail)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return error_response(exc.status, exc.detail)
+
+
+_HTTP_MESSAGES = {
+    404: "Unknown request URL: {method} {path}. Please check the URL for typos.",
+    405: "Method {method} is not allowed on {path}.",
+}
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    template = _HTTP_MESSAGES.get(exc.status_code)
+    message = template.format(method=request.method, path=request.url.path) if template else str(exc.detail)
+    code = "unknown_url" if exc.status_code == 404 else None
+    return error_response(exc.status_code, ErrorDetail(message=message, type="invalid_request_error", code=code))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        500, ErrorDetail(message="The server had an error while processing your request.", type="server_error")
+    )

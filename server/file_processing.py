@@ -1,0 +1,50 @@
+"""Validation of `fine-tune` uploads, off the request path.
+
+An upload is answered with `status: "uploaded"`; a background thread then streams the blob
+through the validator and the file becomes `processed` or `error` (with line-numbered
+`status_details`). Files left `uploaded` by a restart are validated again at start-up.
+"""
+
+import asyncio
+import logging
+
+from server.training_data import validate_file
+from storage.blobs import BlobStore
+from storage.files import FileRecord, FileRepository
+
+log = logging.getLogger("gxft.files")
+
+
+class FileProcessor:
+    def __init__(self, files: FileRepository, blobs: BlobStore, min_examples: int, concurrency: int = 2):
+        self.files = files
+        self.blobs = blobs
+        self.min_examples = min_examples
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task] = set()
+
+    def submit(self, record: FileRecord) -> None:
+        task = asyncio.get_running_loop().create_task(self._validate(record))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def resume_pending(self) -> None:
+        for record in self.files.awaiting_validation():
+            self.submit(record)
+
+    async def _validate(self, record: FileRecord) -> None:
+        async with self._slots:
+            try:
+                report = await asyncio.to_thread(validate_file, self.blobs.path(record.id), self.min_examples)
+            except OSError as exc:
+                log.warning("validation of %s could not read its blob: %s", record.id, exc)
+                self.files.set_validation_result(record.id, "error", "the file could not be read", None, None)
+                return
+        status = "processed" if report.ok else "error"
+        details = None if report.ok else report.summary()
+        self.files.set_validation_result(record.id, status, details, report.data_format, report.example_count)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

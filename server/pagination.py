@@ -1,0 +1,30 @@
+"""Cursor pagination in OpenAI's shape: `after=<id of the last item seen>`, `limit`, `has_more`."""
+
+from typing import Callable, Sequence, TypeVar
+
+from starlette.requests import Request
+
+from server.errors import invalid_request
+from server.protocol import ListPage
+
+T = TypeVar("T")
+
+
+def after_cursor(request: Request, resolve: Callable[[str], int | None]) -> int | None:
+    """The storage position named by `?after=`, or None. An id that never existed is a 400."""
+    after = request.query_params.get("after")
+    if not after:
+        return None
+    position = resolve(after)
+    if position is None:
+        raise invalid_request(f"Invalid 'after': no object with id {after!r} in this listing.", param="after")
+    return position
+
+
+def list_page(items: Sequence[T], has_more: bool, id_of: Callable[[T], str]) -> ListPage[T]:
+    return ListPage(
+        data=list(items),
+        has_more=has_more,
+        first_id=id_of(items[0]) if items else None,
+        last_id=id_of(items[-1]) if items else None,
+    )

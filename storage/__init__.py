@@ -1,0 +1,1 @@
+"""Metadata in SQLite and file blobs on disk, opened by the server process alone."""

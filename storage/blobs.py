@@ -1,0 +1,68 @@
+"""File contents on disk: written while streaming, visible only once complete.
+
+A blob is first written under `tmp/` and renamed into place when its writer commits, so a
+crash or an aborted upload never leaves a partial blob under a real id. Blob names are always
+server-generated ids: nothing a client sends becomes part of a path.
+"""
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+
+class BlobWriter:
+    """An open temporary file that becomes blob `blob_id` on `commit()`."""
+
+    def __init__(self, store: "BlobStore", blob_id: str):
+        self._store = store
+        self.blob_id = blob_id
+        self.temp_path = store.temp_dir / f"{blob_id}.{secrets.token_hex(4)}"
+        self._file = open(self.temp_path, "xb")
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self.size += len(data)
+
+    def commit(self) -> Path:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        final = self._store.path(self.blob_id)
+        os.replace(self.temp_path, final)
+        return final
+
+    def abort(self) -> None:
+        self._file.close()
+        self.temp_path.unlink(missing_ok=True)
+
+
+class BlobStore:
+    def __init__(self, root: Path):
+        self.root = root
+        self.temp_dir = root / "tmp"
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Anything left in tmp/ belongs to a write that never committed (a crash, a kill).
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.temp_dir.mkdir()
+
+    def path(self, blob_id: str) -> Path:
+        if not blob_id or "/" in blob_id or blob_id.startswith("."):
+            raise ValueError(f"invalid blob id {blob_id!r}")
+        return self.root / blob_id
+
+    def writer(self, blob_id: str) -> BlobWriter:
+        return BlobWriter(self, blob_id)
+
+    def write_bytes(self, blob_id: str, data: bytes) -> Path:
+        writer = self.writer(blob_id)
+        try:
+            writer.write(data)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.commit()
+
+    def delete(self, blob_id: str) -> None:
+        self.path(blob_id).unlink(missing_ok=True)

@@ -1,0 +1,65 @@
+"""The SQLite connection: WAL, one writer (the server's event loop), migrations on open."""
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from storage.schema import migrate
+
+
+class Database:
+    def __init__(self, path: Path):
+        # Autocommit mode: single statements commit on their own; `transaction()` groups several.
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.row_factory = sqlite3.Row
+        self.connection.execute("PRAGMA journal_mode = WAL")
+        self.connection.execute("PRAGMA synchronous = NORMAL")
+        self.connection.execute("PRAGMA foreign_keys = ON")
+        self.connection.execute("PRAGMA busy_timeout = 5000")
+        migrate(self.connection)
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        return self.connection.execute(sql, params)
+
+    def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+        return self.connection.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        return self.connection.execute(sql, params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def page_query(
+    db: Database,
+    table: str,
+    where: str,
+    params: list[Any],
+    after_seq: int | None,
+    limit: int,
+    descending: bool = True,
+) -> tuple[list[sqlite3.Row], bool]:
+    """One page of `table` in `seq` order, starting strictly after `after_seq`.
+
+    Returns the rows and whether more follow (one extra row is read to know).
+    """
+    if after_seq is not None:
+        where += " AND seq < ?" if descending else " AND seq > ?"
+        params = [*params, after_seq]
+    direction = "DESC" if descending else "ASC"
+    rows = db.all(
+        f"SELECT * FROM {table} WHERE {where} ORDER BY seq {direction} LIMIT ?", (*params, limit + 1)
+    )
+    return rows[:limit], len(rows) > limit

@@ -1,0 +1,83 @@
+"""Metadata of uploaded files."""
+
+import sqlite3
+import time
+
+import msgspec
+
+from storage.database import Database, page_query
+
+
+class FileRecord(msgspec.Struct, kw_only=True):
+    id: str
+    project: str
+    filename: str
+    purpose: str
+    bytes: int
+    created_at: int
+    expires_at: int | None = None
+    status: str
+    status_details: str | None = None
+    data_format: str | None = None
+    example_count: int | None = None
+
+
+_COLUMNS = tuple(FileRecord.__struct_fields__)
+
+
+def _record(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(**{name: row[name] for name in _COLUMNS})
+
+
+class FileRepository:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def insert(self, record: FileRecord) -> None:
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        self.db.execute(
+            f"INSERT INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+            tuple(getattr(record, name) for name in _COLUMNS),
+        )
+
+    def get(self, project: str, file_id: str) -> FileRecord | None:
+        row = self.db.one(
+            "SELECT * FROM files WHERE id = ? AND project = ? AND deleted = 0"
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            (file_id, project, int(time.time())),
+        )
+        return _record(row) if row else None
+
+    def cursor_seq(self, project: str, file_id: str) -> int | None:
+        """The position of `file_id` in the listing order, deleted files included."""
+        row = self.db.one("SELECT seq FROM files WHERE id = ? AND project = ?", (file_id, project))
+        return row["seq"] if row else None
+
+    def list_page(
+        self, project: str, purpose: str | None, after_seq: int | None, limit: int, descending: bool
+    ) -> tuple[list[FileRecord], bool]:
+        where = "project = ? AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?)"
+        params: list = [project, int(time.time())]
+        if purpose is not None:
+            where += " AND purpose = ?"
+            params.append(purpose)
+        rows, has_more = page_query(self.db, "files", where, params, after_seq, limit, descending)
+        return [_record(row) for row in rows], has_more
+
+    def mark_deleted(self, project: str, file_id: str) -> bool:
+        cursor = self.db.execute(
+            "UPDATE files SET deleted = 1 WHERE id = ? AND project = ? AND deleted = 0", (file_id, project)
+        )
+        return cursor.rowcount == 1
+
+    def set_validation_result(
+        self, file_id: str, status: str, details: str | None, data_format: str | None, example_count: int | None
+    ) -> None:
+        self.db.execute(
+            "UPDATE files SET status = ?, status_details = ?, data_format = ?, example_count = ? WHERE id = ?",
+            (status, details, data_format, example_count, file_id),
+        )
+
+    def awaiting_validation(self) -> list[FileRecord]:
+        rows = self.db.all("SELECT * FROM files WHERE status = 'uploaded' AND deleted = 0 ORDER BY seq")
+        return [_record(row) for row in rows]
