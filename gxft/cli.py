@@ -1,10 +1,11 @@
-"""The `gxft` command: `gxft serve` runs the server, `gxft worker` runs a training worker."""
+"""The `gxft` command: `serve` runs the server, `worker` a training worker, `validate` checks JSONL files."""
 
 import argparse
 import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -44,6 +45,30 @@ def worker(args: argparse.Namespace) -> int:
     return run_worker(server_url=args.server, parent_pid=args.parent_pid)
 
 
+def validate(args: argparse.Namespace) -> int:
+    """Check JSONL training files with the server's own validator."""
+    from server.training_data import validate_file
+
+    all_ok = True
+    for path in args.files:
+        try:
+            report = validate_file(Path(path))
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror}")
+            all_ok = False
+            continue
+        if report.ok and (too_few := report.too_few_examples(args.min_examples)):
+            report.problems.append(too_few + " (use --min-examples 1 for a validation file)")
+        if report.ok:
+            print(f"{path}: OK, {report.example_count} examples in the {report.data_format} format")
+        else:
+            all_ok = False
+            print(f"{path}: INVALID")
+            for problem in report.problems:
+                print(f"  {problem}")
+    return 0 if all_ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gxft", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser.add_argument("--server", required=True, help="the server's URL, e.g. http://127.0.0.1:8000")
     worker_parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     worker_parser.set_defaults(run=worker)
+
+    validate_parser = commands.add_parser("validate", help="check JSONL training files, with line-numbered problems")
+    validate_parser.add_argument("files", nargs="+", metavar="FILE")
+    validate_parser.add_argument(
+        "--min-examples", type=int, default=10, help="fewest examples a training file needs (default 10)"
+    )
+    validate_parser.set_defaults(run=validate)
     return parser
 
 

@@ -2,7 +2,9 @@
 
 An upload is answered with `status: "uploaded"`; a background thread then streams the blob
 through the validator and the file becomes `processed` or `error` (with line-numbered
-`status_details`). Files left `uploaded` by a restart are validated again at start-up.
+`status_details`). A well-formed file with fewer examples than a training file needs is
+`processed` (it can serve as a validation file) and its `status_details` says so; job creation
+refuses it as a training file. Files left `uploaded` by a restart are validated again at start-up.
 """
 
 import asyncio
@@ -35,13 +37,14 @@ class FileProcessor:
     async def _validate(self, record: FileRecord) -> None:
         async with self._slots:
             try:
-                report = await asyncio.to_thread(validate_file, self.blobs.path(record.id), self.min_examples)
+                report = await asyncio.to_thread(validate_file, self.blobs.path(record.id))
             except OSError as exc:
                 log.warning("validation of %s could not read its blob: %s", record.id, exc)
                 self.files.set_validation_result(record.id, "error", "the file could not be read", None, None)
                 return
         status = "processed" if report.ok else "error"
-        details = None if report.ok else report.summary()
+        # A small file is fine as a validation file; say why it cannot be a training file.
+        details = report.too_few_examples(self.min_examples) if report.ok else report.summary()
         self.files.set_validation_result(record.id, status, details, report.data_format, report.example_count)
 
     async def close(self) -> None:

@@ -37,6 +37,12 @@ class ValidationReport(msgspec.Struct):
     def summary(self) -> str:
         return "; ".join(self.problems)
 
+    def too_few_examples(self, min_examples: int) -> str | None:
+        """The training-file minimum; validation files may be smaller, so this is not a format problem."""
+        if self.example_count < min_examples:
+            return f"the file has {self.example_count} example(s), but a training file must have at least {min_examples}"
+        return None
+
 
 def detect_format(example: dict[str, Any]) -> str:
     if "messages" in example:
@@ -200,7 +206,7 @@ def iter_examples(stream: BinaryIO) -> Iterator[tuple[int, dict[str, Any] | Inva
         yield line_number, example
 
 
-def validate_stream(stream: BinaryIO, min_examples: int) -> ValidationReport:
+def validate_stream(stream: BinaryIO) -> ValidationReport:
     data_format: str | None = None
     first_format_line = 0
     count = 0
@@ -223,14 +229,11 @@ def validate_stream(stream: BinaryIO, min_examples: int) -> ValidationReport:
             problems.append(f"line {line_number}: {problem}")
             if len(problems) >= MAX_REPORTED_PROBLEMS:
                 break
-    if not problems:
-        if count == 0:
-            problems.append("the file is empty: it holds no examples")
-        elif count < min_examples:
-            problems.append(f"the file has {count} example(s), but must have at least {min_examples}")
+    if not problems and count == 0:
+        problems.append("the file is empty: it holds no examples")
     return ValidationReport(data_format=data_format, example_count=count, problems=problems)
 
 
-def validate_file(path: Path, min_examples: int) -> ValidationReport:
+def validate_file(path: Path) -> ValidationReport:
     with open(path, "rb") as stream:
-        return validate_stream(stream, min_examples)
+        return validate_stream(stream)
