@@ -42,7 +42,7 @@ def start_embedded_worker(settings) -> subprocess.Popen:
 def worker(args: argparse.Namespace) -> int:
     from worker.main import run_worker
 
-    return run_worker(server_url=args.server, parent_pid=args.parent_pid)
+    return run_worker(server_url=args.server, queue_path=args.queue, parent_pid=args.parent_pid)
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker_parser = commands.add_parser("worker", help="run a training worker that serves a GXFT server")
     worker_parser.add_argument("--server", required=True, help="the server's URL, e.g. http://127.0.0.1:8000")
+    worker_parser.add_argument(
+        "--queue", help="the SQLite queue file (default $GXFT_DATA_DIR/queue.sqlite3); GXFT_REDIS_URL selects Redis"
+    )
     worker_parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     worker_parser.set_defaults(run=worker)
 

@@ -1,5 +1,6 @@
 """The Starlette application: routes, middleware, error handlers and start-up."""
 
+import asyncio
 import contextlib
 import logging
 from typing import AsyncIterator
@@ -13,14 +14,18 @@ from starlette.routing import Route
 
 from server.auth import AuthMiddleware
 from server.config import Settings
-from server.endpoints import files
+from server.endpoints import files, fine_tuning, internal
 from server.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
 from server.file_processing import FileProcessor
+from server.job_lifecycle import JobLifecycle
+from server.model_registry import ModelRegistry
 from server.request_ids import RequestIdMiddleware
 from server.services import Services
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.files import FileRepository
+from storage.jobs import JobRepository
+from worker.queue import job_queue
 
 log = logging.getLogger("gxft.server")
 
@@ -29,12 +34,21 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def _remove_orphan_blobs(db: Database, blobs: BlobStore) -> None:
+def _remove_orphan_blobs(db: Database, blobs: BlobStore, jobs: JobRepository) -> None:
     """Blobs whose upload committed but whose metadata never did (a crash between the two)."""
-    live = {row["id"] for row in db.all("SELECT id FROM files WHERE deleted = 0")}
+    live = {row["id"] for row in db.all("SELECT id FROM files WHERE deleted = 0")} | jobs.live_state_blobs()
     for path in blobs.root.iterdir():
         if path.is_file() and path.name not in live:
             path.unlink()
+
+
+async def _watch_leases(lifecycle: JobLifecycle, lease_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(max(0.5, lease_seconds / 4))
+        try:
+            lifecycle.requeue_expired()
+        except Exception:
+            log.exception("checking job leases failed")
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -42,22 +56,30 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = Database(settings.database_path)
         blobs = BlobStore(settings.blobs_dir)
-        _remove_orphan_blobs(db, blobs)
+        jobs = JobRepository(db)
+        _remove_orphan_blobs(db, blobs, jobs)
         file_repository = FileRepository(db)
         processor = FileProcessor(file_repository, blobs, settings.min_examples)
+        registry = ModelRegistry.load(settings.models_file)
+        queue = job_queue(settings.queue_path, settings.redis_url)
+        lifecycle = JobLifecycle(settings, jobs, file_repository, blobs, registry, queue)
         app.state.services = Services(
-            settings=settings, db=db, blobs=blobs, files=file_repository, file_processor=processor
+            settings=settings, db=db, blobs=blobs, files=file_repository, file_processor=processor,
+            jobs=jobs, registry=registry, lifecycle=lifecycle,
         )
         processor.resume_pending()
+        lifecycle.enqueue_waiting()
+        lease_watch = asyncio.get_running_loop().create_task(_watch_leases(lifecycle, settings.lease_seconds))
         log.info("GXFT ready on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
         try:
             yield
         finally:
+            lease_watch.cancel()
             await processor.close()
             db.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), *files.routes],
+        routes=[Route("/healthz", healthz), *files.routes, *fine_tuning.routes, *internal.routes],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AuthMiddleware, api_keys=settings.api_keys, worker_token=settings.worker_token),

@@ -51,3 +51,84 @@ class FileObject(msgspec.Struct, kw_only=True):
     status: Literal["uploaded", "processed", "error"]
     status_details: str | None = None
     expires_at: int | None = None
+
+
+class JobError(msgspec.Struct):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class WandbIntegration(msgspec.Struct, forbid_unknown_fields=True):
+    project: str
+    name: str | None = None
+    entity: str | None = None
+    tags: list[str] | None = None
+
+
+class Integration(msgspec.Struct, forbid_unknown_fields=True):
+    type: Literal["wandb"]
+    wandb: WandbIntegration
+
+
+class CreateFineTuningJobRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Both dialects: OpenAI's (`method` or `hyperparameters` with `learning_rate_multiplier`) and
+    Nebius's (`hyperparameters` with `learning_rate`, `lora`, `packing`, …)."""
+
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    hyperparameters: dict[str, object] | None = None
+    method: dict[str, object] | None = None
+    suffix: str | None = None
+    seed: int | None = None
+    metadata: dict[str, str] | None = None
+    integrations: list[Integration] | None = None
+
+
+class FineTuningJob(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    error: JobError | None = None
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    hyperparameters: dict[str, object]
+    model: str
+    organization_id: str
+    result_files: list[str]
+    seed: int
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+    trained_tokens: int | None = None
+    training_file: str
+    validation_file: str | None = None
+    estimated_finish: int | None = None
+    integrations: list[Integration] = []
+    metadata: dict[str, str] | None = None
+    method: dict[str, object]
+    user_provided_suffix: str | None = None
+    # Nebius's progress fields.
+    trained_steps: int = 0
+    total_steps: int | None = None
+
+
+class FineTuningJobEvent(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    type: Literal["message", "metrics"] = "message"
+    data: object = None
+
+
+class FineTuningJobCheckpoint(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    step_number: int
+    metrics: dict[str, float]
+    # Nebius's: the ids of the files that hold this checkpoint (adapter or full weights).
+    result_files: list[str]

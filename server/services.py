@@ -6,9 +6,12 @@ from starlette.requests import Request
 
 from server.config import Settings
 from server.file_processing import FileProcessor
+from server.job_lifecycle import JobLifecycle
+from server.model_registry import ModelRegistry
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.files import FileRepository
+from storage.jobs import JobRepository
 
 
 @dataclass
@@ -18,6 +21,9 @@ class Services:
     blobs: BlobStore
     files: FileRepository
     file_processor: FileProcessor
+    jobs: JobRepository
+    registry: ModelRegistry
+    lifecycle: JobLifecycle
 
 
 def services(request: Request) -> Services:

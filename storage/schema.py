@@ -27,6 +27,66 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX files_by_project ON files (project, deleted, seq);
     """,
+    # 2: fine-tuning jobs, their events and checkpoints. JSON columns hold wire-shaped values.
+    """
+    CREATE TABLE jobs (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+        id                TEXT    NOT NULL UNIQUE,
+        project           TEXT    NOT NULL,
+        model             TEXT    NOT NULL,
+        training_file     TEXT    NOT NULL,
+        validation_file   TEXT,
+        status            TEXT    NOT NULL,
+        created_at        INTEGER NOT NULL,
+        finished_at       INTEGER,
+        seed              INTEGER NOT NULL,
+        suffix            TEXT,
+        model_name_id     TEXT    NOT NULL,
+        method_type       TEXT    NOT NULL,
+        hyperparameters   TEXT    NOT NULL,
+        resolved          TEXT,
+        metadata          TEXT,
+        integrations      TEXT    NOT NULL,
+        fine_tuned_model  TEXT,
+        trained_tokens    INTEGER,
+        trained_steps     INTEGER NOT NULL DEFAULT 0,
+        total_steps       INTEGER,
+        estimated_finish  INTEGER,
+        error             TEXT,
+        result_files      TEXT    NOT NULL DEFAULT '[]',
+        worker_id         TEXT,
+        lease_expires_at  REAL,
+        control           TEXT
+    );
+    CREATE INDEX jobs_by_project ON jobs (project, seq);
+    CREATE INDEX jobs_by_status ON jobs (status);
+
+    CREATE TABLE job_events (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT    NOT NULL UNIQUE,
+        job_id     TEXT    NOT NULL REFERENCES jobs (id),
+        created_at INTEGER NOT NULL,
+        level      TEXT    NOT NULL,
+        message    TEXT    NOT NULL,
+        type       TEXT    NOT NULL,
+        data       TEXT
+    );
+    CREATE INDEX job_events_by_job ON job_events (job_id, seq);
+
+    CREATE TABLE checkpoints (
+        seq                         INTEGER PRIMARY KEY AUTOINCREMENT,
+        id                          TEXT    NOT NULL UNIQUE,
+        job_id                      TEXT    NOT NULL REFERENCES jobs (id),
+        created_at                  INTEGER NOT NULL,
+        step_number                 INTEGER NOT NULL,
+        fine_tuned_model_checkpoint TEXT    NOT NULL,
+        metrics                     TEXT    NOT NULL,
+        result_files                TEXT    NOT NULL,
+        state_blob                  TEXT,
+        deleted                     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX checkpoints_by_job ON checkpoints (job_id, deleted, seq);
+    """,
 ]
 
 

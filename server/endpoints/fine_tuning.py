@@ -1,0 +1,152 @@
+"""`/v1/fine_tuning/jobs`: create, list, retrieve, cancel, pause and resume jobs; their events and checkpoints."""
+
+import msgspec
+from starlette.requests import Request
+from starlette.routing import Route
+
+from server.errors import APIError
+from server.job_lifecycle import job_not_found, public_hyperparameters
+from server.pagination import after_cursor, list_page
+from server.protocol import (
+    CreateFineTuningJobRequest, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, Integration, JobError,
+)
+from server.requests import decode_json, query_int
+from server.responses import MsgspecResponse
+from server.services import project, services
+from storage.jobs import CheckpointRecord, EventRecord, JobRecord
+
+
+
+
+def job_object(job: JobRecord) -> FineTuningJob:
+    hyperparameters = public_hyperparameters(job)
+    return FineTuningJob(
+        id=job.id,
+        created_at=job.created_at,
+        error=JobError(**job.error) if job.error else None,
+        fine_tuned_model=job.fine_tuned_model,
+        finished_at=job.finished_at,
+        hyperparameters=hyperparameters,
+        model=job.model,
+        organization_id=f"org-{job.project}",
+        result_files=job.result_files,
+        seed=job.seed,
+        status=job.status,  # type: ignore[arg-type]
+        trained_tokens=job.trained_tokens,
+        training_file=job.training_file,
+        validation_file=job.validation_file,
+        estimated_finish=job.estimated_finish,
+        integrations=msgspec.convert(job.integrations, list[Integration]),
+        metadata=job.metadata,
+        method={"type": job.method_type, job.method_type: {"hyperparameters": hyperparameters}},
+        user_provided_suffix=job.suffix,
+        trained_steps=job.trained_steps,
+        total_steps=job.total_steps,
+    )
+
+
+def event_object(event: EventRecord) -> FineTuningJobEvent:
+    return FineTuningJobEvent(
+        id=event.id, created_at=event.created_at, level=event.level,  # type: ignore[arg-type]
+        message=event.message, type=event.type, data=event.data,  # type: ignore[arg-type]
+    )
+
+
+def checkpoint_object(checkpoint: CheckpointRecord) -> FineTuningJobCheckpoint:
+    return FineTuningJobCheckpoint(
+        id=checkpoint.id,
+        created_at=checkpoint.created_at,
+        fine_tuned_model_checkpoint=checkpoint.fine_tuned_model_checkpoint,
+        fine_tuning_job_id=checkpoint.job_id,
+        step_number=checkpoint.step_number,
+        metrics=checkpoint.metrics,
+        result_files=checkpoint.result_files,
+    )
+
+
+def _owned_job(request: Request) -> JobRecord:
+    job_id = request.path_params["job_id"]
+    job = services(request).jobs.get(job_id, project(request))
+    if job is None:
+        raise job_not_found(job_id)
+    return job
+
+
+async def create_job(request: Request) -> MsgspecResponse:
+    body = await decode_json(request, CreateFineTuningJobRequest)
+    job = services(request).lifecycle.create(project(request), body)
+    return MsgspecResponse(job_object(job))
+
+
+def _metadata_filter(request: Request) -> tuple[dict[str, str], bool]:
+    metadata = {}
+    for key, value in request.query_params.multi_items():
+        if key.startswith("metadata[") and key.endswith("]"):
+            metadata[key[len("metadata["):-1]] = value
+    return metadata, request.query_params.get("metadata") == "null"
+
+
+async def list_jobs(request: Request) -> MsgspecResponse:
+    svc = services(request)
+    owner = project(request)
+    limit = query_int(request, "limit", default=20, minimum=1, maximum=1000)
+    after = after_cursor(request, lambda job_id: svc.jobs.cursor_seq(owner, job_id))
+    metadata, metadata_null = _metadata_filter(request)
+    jobs, has_more = svc.jobs.list_page(owner, metadata, metadata_null, after, limit)
+    return MsgspecResponse(list_page([job_object(job) for job in jobs], has_more, lambda j: j.id))
+
+
+async def retrieve_job(request: Request) -> MsgspecResponse:
+    return MsgspecResponse(job_object(_owned_job(request)))
+
+
+async def cancel_job(request: Request) -> MsgspecResponse:
+    return MsgspecResponse(job_object(services(request).lifecycle.cancel(_owned_job(request))))
+
+
+async def pause_job(request: Request) -> MsgspecResponse:
+    return MsgspecResponse(job_object(services(request).lifecycle.pause(_owned_job(request))))
+
+
+async def resume_job(request: Request) -> MsgspecResponse:
+    return MsgspecResponse(job_object(services(request).lifecycle.resume(_owned_job(request))))
+
+
+async def list_events(request: Request) -> MsgspecResponse:
+    job = _owned_job(request)
+    svc = services(request)
+    limit = query_int(request, "limit", default=20, minimum=1, maximum=10000)
+    after = after_cursor(request, lambda event_id: svc.jobs.event_cursor_seq(job.id, event_id))
+    events, has_more = svc.jobs.events_page(job.id, after, limit)
+    return MsgspecResponse(list_page([event_object(e) for e in events], has_more, lambda e: e.id))
+
+
+async def list_checkpoints(request: Request) -> MsgspecResponse:
+    job = _owned_job(request)
+    svc = services(request)
+    limit = query_int(request, "limit", default=10, minimum=1, maximum=1000)
+    after = after_cursor(request, lambda checkpoint_id: svc.jobs.checkpoint_cursor_seq(job.id, checkpoint_id))
+    checkpoints, has_more = svc.jobs.checkpoints_page(job.id, after, limit)
+    return MsgspecResponse(list_page([checkpoint_object(c) for c in checkpoints], has_more, lambda c: c.id))
+
+
+async def retrieve_checkpoint(request: Request) -> MsgspecResponse:
+    job = _owned_job(request)
+    checkpoint_id = request.path_params["checkpoint_id"]
+    checkpoint = services(request).jobs.get_checkpoint(job.id, checkpoint_id)
+    if checkpoint is None:
+        raise APIError(404, f"No such checkpoint: {checkpoint_id}", param="checkpoint_id")
+    return MsgspecResponse(checkpoint_object(checkpoint))
+
+
+routes = [
+    Route("/v1/fine_tuning/jobs", create_job, methods=["POST"]),
+    Route("/v1/fine_tuning/jobs", list_jobs, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}", retrieve_job, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/pause", pause_job, methods=["POST"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/resume", resume_job, methods=["POST"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/events", list_events, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/checkpoints", list_checkpoints, methods=["GET"]),
+    Route("/v1/fine_tuning/jobs/{job_id}/checkpoints/{checkpoint_id}", retrieve_checkpoint, methods=["GET"]),
+]

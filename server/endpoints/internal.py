@@ -1,0 +1,141 @@
+"""`/internal`: the worker API. Workers claim jobs, fetch their files, report progress and results.
+
+Only the worker token opens these routes (see server/auth.py); they are not part of `/v1`.
+"""
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import FileResponse
+from starlette.routing import Route
+
+from server.endpoints.fine_tuning import checkpoint_object, job_object
+from server.endpoints.files import file_object
+from server.errors import APIError, invalid_request, not_found
+from server.internal_protocol import (
+    CheckpointReport, ClaimRequest, CompletionReport, FailureReport, ProgressReport, ReportReply, StoredBlob,
+)
+from server.job_lifecycle import NotYours
+from server.requests import decode_json
+from server.responses import MsgspecResponse
+from server.services import services
+from server.uploads import clean_filename, commit_upload
+from storage.blobs import BlobWriter
+from storage.files import FileRecord
+from storage.ids import new_id
+
+
+def _not_yours(job_id: str) -> APIError:
+    return APIError(409, f"Job {job_id} is not assigned to this worker.", code="job_not_owned")
+
+
+async def claim_job(request: Request) -> MsgspecResponse:
+    body = await decode_json(request, ClaimRequest)
+    spec = services(request).lifecycle.claim(request.path_params["job_id"], body.worker_id)
+    if spec is None:
+        raise APIError(409, "The job is not queued; skip it.", code="job_not_claimable")
+    return MsgspecResponse(spec)
+
+
+async def report_progress(request: Request) -> MsgspecResponse:
+    body = await decode_json(request, ProgressReport)
+    return MsgspecResponse(ReportReply(order=services(request).lifecycle.report(request.path_params["job_id"], body)))
+
+
+async def _receive_raw(request: Request, writer: BlobWriter) -> None:
+    try:
+        async for chunk in request.stream():
+            writer.write(chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    await commit_upload(writer)
+
+
+def _owned(request: Request):
+    worker_id = request.query_params.get("worker_id", "")
+    try:
+        return services(request).lifecycle.owned_job(request.path_params["job_id"], worker_id)
+    except NotYours:
+        raise _not_yours(request.path_params["job_id"]) from None
+
+
+async def upload_result_file(request: Request) -> MsgspecResponse:
+    job = _owned(request)
+    svc = services(request)
+    filename = clean_filename(request.query_params.get("filename", ""))
+    file_id = new_id("file-")
+    writer = svc.blobs.writer(file_id)
+    await _receive_raw(request, writer)
+    record = FileRecord(
+        id=file_id, project=job.project, filename=filename, purpose="fine-tune-results", bytes=writer.size,
+        created_at=int(time.time()), status="processed",
+    )
+    svc.files.insert(record)
+    return MsgspecResponse(file_object(record))
+
+
+async def upload_state_blob(request: Request) -> MsgspecResponse:
+    _owned(request)
+    blob_id = new_id("state-")
+    writer = services(request).blobs.writer(blob_id)
+    await _receive_raw(request, writer)
+    return MsgspecResponse(StoredBlob(id=blob_id, bytes=writer.size))
+
+
+async def add_checkpoint(request: Request) -> MsgspecResponse:
+    body = await decode_json(request, CheckpointReport)
+    try:
+        checkpoint = services(request).lifecycle.add_checkpoint(request.path_params["job_id"], body)
+    except NotYours:
+        raise _not_yours(request.path_params["job_id"]) from None
+    return MsgspecResponse(checkpoint_object(checkpoint))
+
+
+async def complete_job(request: Request) -> MsgspecResponse:
+    body = await decode_json(request, CompletionReport)
+    try:
+        job = services(request).lifecycle.complete(request.path_params["job_id"], body)
+    except NotYours:
+        raise _not_yours(request.path_params["job_id"]) from None
+    return MsgspecResponse(job_object(job))
+
+
+async def fail_job(request: Request) -> MsgspecResponse:
+    body = await decode_json(request, FailureReport)
+    try:
+        job = services(request).lifecycle.fail(request.path_params["job_id"], body)
+    except NotYours:
+        raise _not_yours(request.path_params["job_id"]) from None
+    return MsgspecResponse(job_object(job))
+
+
+async def file_content(request: Request) -> FileResponse:
+    file_id = request.path_params["file_id"]
+    row = services(request).db.one("SELECT project FROM files WHERE id = ? AND deleted = 0", (file_id,))
+    if row is None:
+        raise not_found("File", file_id)
+    return FileResponse(services(request).blobs.path(file_id), media_type="application/octet-stream")
+
+
+async def blob_content(request: Request) -> FileResponse:
+    blob_id = request.path_params["blob_id"]
+    if not blob_id.startswith("state-"):
+        raise invalid_request("Only training-state blobs are served here.", param="blob_id")
+    path = services(request).blobs.path(blob_id)
+    if not path.exists():
+        raise not_found("blob", blob_id)
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+routes = [
+    Route("/internal/jobs/{job_id}/claim", claim_job, methods=["POST"]),
+    Route("/internal/jobs/{job_id}/report", report_progress, methods=["POST"]),
+    Route("/internal/jobs/{job_id}/files", upload_result_file, methods=["POST"]),
+    Route("/internal/jobs/{job_id}/blobs", upload_state_blob, methods=["POST"]),
+    Route("/internal/jobs/{job_id}/checkpoints", add_checkpoint, methods=["POST"]),
+    Route("/internal/jobs/{job_id}/complete", complete_job, methods=["POST"]),
+    Route("/internal/jobs/{job_id}/fail", fail_job, methods=["POST"]),
+    Route("/internal/files/{file_id}/content", file_content, methods=["GET"]),
+    Route("/internal/blobs/{blob_id}", blob_content, methods=["GET"]),
+]

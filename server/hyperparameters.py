@@ -1,0 +1,204 @@
+"""Hyperparameters in OpenAI's and Nebius's dialects: checked at create, resolved at start.
+
+OpenAI sends `batch_size`, `learning_rate_multiplier` and `n_epochs` (each a number or "auto"),
+either at the top level or under `method.supervised.hyperparameters`. Nebius sends its own names
+(`learning_rate`, `lora`, `lora_r`, `packing`, …). Both land in one dict of requested values, kept
+as sent ("auto" included) until training starts, when `resolve` turns it into `TrainingSettings`
+and the job shows the resolved numbers.
+"""
+
+import math
+from typing import Any
+
+import msgspec
+
+from server.errors import invalid_request
+
+
+class TrainingSettings(msgspec.Struct, kw_only=True):
+    n_epochs: int
+    batch_size: int
+    learning_rate: float
+    learning_rate_multiplier: float
+    warmup_ratio: float
+    weight_decay: float
+    lora: bool
+    lora_r: int
+    lora_alpha: float
+    lora_dropout: float
+    packing: bool
+    max_grad_norm: float
+    context_length: int
+
+
+class Bound(msgspec.Struct, frozen=True):
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # True: the value must be strictly above `low`
+    high_open: bool = False
+    auto: bool = False
+
+    def describe(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        kind = "an integer" if self.kind is int else "a number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {_num(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {_num(self.high)}")
+        text = f"{kind} {' and '.join(parts)}" if parts else kind
+        return text + (' or "auto"' if self.auto else "")
+
+    def accepts(self, value: Any) -> bool:
+        if self.auto and value == "auto":
+            return True
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind is int and not (isinstance(value, int) or float(value).is_integer()):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+BOUNDS: dict[str, Bound] = {
+    "n_epochs": Bound(int, 1, 50, auto=True),
+    "batch_size": Bound(int, 1, 256, auto=True),
+    "learning_rate_multiplier": Bound(float, 0, 100, low_open=True, auto=True),
+    "learning_rate": Bound(float, 0, 1, low_open=True),
+    "warmup_ratio": Bound(float, 0, 1),
+    "weight_decay": Bound(float, 0, 10),
+    "lora": Bound(bool),
+    "lora_r": Bound(int, 1, 512),
+    "lora_alpha": Bound(float, 0, 4096, low_open=True),
+    "lora_dropout": Bound(float, 0, 1, high_open=True),
+    "packing": Bound(bool),
+    "max_grad_norm": Bound(float, 0, 1e6, low_open=True),
+    "context_length": Bound(int, 16, 1 << 20),
+}
+OPENAI_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
+SUPPORTED_METHODS = ("supervised",)
+
+DEFAULTS = {
+    "warmup_ratio": 0.0,
+    "weight_decay": 0.0,
+    # LoRA by default: a small adapter that serves anywhere; `"lora": false` trains all weights.
+    "lora": True,
+    "lora_r": 8,
+    "lora_alpha": 16.0,
+    "lora_dropout": 0.0,
+    "packing": True,
+    "max_grad_norm": 1.0,
+}
+
+
+def _method_hyperparameters(method: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    method_type = method.get("type")
+    if not isinstance(method_type, str):
+        raise invalid_request("method.type is required: 'supervised'.", param="method.type")
+    if method_type not in SUPPORTED_METHODS:
+        raise invalid_request(
+            f"Fine-tuning method {method_type!r} is not supported; supported: {', '.join(SUPPORTED_METHODS)}.",
+            param="method.type",
+        )
+    for key in method:
+        if key not in ("type", method_type):
+            raise invalid_request(f"Unknown field method.{key} for method type {method_type!r}.", param=f"method.{key}")
+    body = method.get(method_type) or {}
+    if not isinstance(body, dict):
+        raise invalid_request(f"method.{method_type} must be an object.", param=f"method.{method_type}")
+    hyperparameters = body.get("hyperparameters") or {}
+    if not isinstance(hyperparameters, dict):
+        raise invalid_request(
+            f"method.{method_type}.hyperparameters must be an object.", param=f"method.{method_type}.hyperparameters"
+        )
+    return method_type, hyperparameters
+
+
+def parse_requested(
+    hyperparameters: dict[str, Any] | None, method: dict[str, Any] | None, max_context_length: int
+) -> tuple[str, dict[str, Any]]:
+    """Check the request's hyperparameters; return the method type and the values as requested."""
+    method_type, prefix, values = "supervised", "hyperparameters", dict(hyperparameters or {})
+    if method is not None:
+        method_type, from_method = _method_hyperparameters(method)
+        if from_method and values:
+            raise invalid_request(
+                "Give hyperparameters either at the top level or in method, not both.", param="hyperparameters"
+            )
+        if from_method:
+            values, prefix = dict(from_method), f"method.{method_type}.hyperparameters"
+    for name, value in values.items():
+        bound = BOUNDS.get(name)
+        if bound is None:
+            raise invalid_request(
+                f"Unknown hyperparameter {name!r}. Supported: {', '.join(BOUNDS)}.", param=f"{prefix}.{name}"
+            )
+        if name == "context_length":
+            bound = msgspec.structs.replace(bound, high=max_context_length)
+        if not bound.accepts(value):
+            raise invalid_request(
+                f"Invalid value for hyperparameter {name!r}: {value!r}. It must be {bound.describe()}.",
+                param=f"{prefix}.{name}",
+            )
+        if bound.kind is int and value != "auto":
+            values[name] = int(value)
+    if "learning_rate" in values and values.get("learning_rate_multiplier", "auto") != "auto":
+        raise invalid_request(
+            "Give either learning_rate or learning_rate_multiplier, not both.", param=f"{prefix}.learning_rate"
+        )
+    for name in OPENAI_KEYS:
+        values.setdefault(name, "auto")
+    return method_type, values
+
+
+def default_epochs(example_count: int) -> int:
+    """OpenAI's published heuristic: about 100 example passes for small files, at most 25 epochs."""
+    if example_count * 3 < 100:
+        return max(1, min(25, 100 // max(example_count, 1)))
+    if example_count * 3 > 25000:
+        return max(1, 25000 // example_count)
+    return 3
+
+
+def resolve(
+    requested: dict[str, Any], example_count: int, base_learning_rate: dict[str, float], context_length: int
+) -> TrainingSettings:
+    values = {**DEFAULTS, **requested}
+    n_epochs = values["n_epochs"]
+    batch_size = values["batch_size"]
+    lora = values["lora"]
+    base = base_learning_rate["lora" if lora else "full"]
+    if "learning_rate" in values:
+        learning_rate = float(values["learning_rate"])
+        multiplier = learning_rate / base
+    else:
+        multiplier = 1.0 if values["learning_rate_multiplier"] == "auto" else float(values["learning_rate_multiplier"])
+        learning_rate = base * multiplier
+    return TrainingSettings(
+        n_epochs=default_epochs(example_count) if n_epochs == "auto" else n_epochs,
+        batch_size=max(1, min(8, example_count // 64)) if batch_size == "auto" else batch_size,
+        learning_rate=learning_rate,
+        learning_rate_multiplier=round(multiplier, 6),
+        warmup_ratio=values["warmup_ratio"],
+        weight_decay=values["weight_decay"],
+        lora=lora,
+        lora_r=values["lora_r"],
+        lora_alpha=float(values["lora_alpha"]),
+        lora_dropout=values["lora_dropout"],
+        packing=values["packing"],
+        max_grad_norm=values["max_grad_norm"],
+        context_length=values.get("context_length", context_length),
+    )

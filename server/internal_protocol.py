@@ -1,0 +1,85 @@
+"""Wire objects of the internal API between the server and its workers (`/internal/...`)."""
+
+from typing import Any, Literal
+
+import msgspec
+
+from server.hyperparameters import TrainingSettings
+
+
+class ClaimRequest(msgspec.Struct):
+    worker_id: str
+
+
+class ResumePoint(msgspec.Struct):
+    checkpoint_id: str
+    step_number: int
+    state_blob: str
+
+
+class JobSpec(msgspec.Struct, kw_only=True):
+    """What a worker needs to train a job, handed over when it claims the job."""
+
+    job_id: str
+    base_model: str
+    model_path: str
+    training_file: str
+    validation_file: str | None
+    data_format: str
+    seed: int
+    settings: TrainingSettings
+    resume: ResumePoint | None = None
+
+
+class WorkerEvent(msgspec.Struct, kw_only=True):
+    created_at: int
+    message: str
+    level: Literal["info", "warn", "error"] = "info"
+    type: Literal["message", "metrics"] = "message"
+    data: Any = None
+
+
+class ProgressReport(msgspec.Struct, kw_only=True):
+    worker_id: str
+    events: list[WorkerEvent] = []
+    trained_steps: int = 0
+    total_steps: int | None = None
+    trained_tokens: int = 0
+    estimated_finish: int | None = None
+
+
+Order = Literal["continue", "cancel", "pause", "stop"]
+
+
+class ReportReply(msgspec.Struct):
+    """`cancel` and `pause` come from the user; `stop` means the job is no longer this worker's."""
+
+    order: Order
+
+
+class CheckpointReport(msgspec.Struct, kw_only=True):
+    worker_id: str
+    step_number: int
+    metrics: dict[str, float]
+    result_files: list[str]
+    state_blob: str | None = None
+    final: bool = False
+    paused: bool = False
+
+
+class CompletionReport(msgspec.Struct, kw_only=True):
+    worker_id: str
+    trained_tokens: int
+    result_file: str
+
+
+class FailureReport(msgspec.Struct, kw_only=True):
+    worker_id: str
+    code: str
+    message: str
+    param: str | None = None
+
+
+class StoredBlob(msgspec.Struct):
+    id: str
+    bytes: int

@@ -1,0 +1,204 @@
+"""Metadata of fine-tuning jobs, their events and their checkpoints."""
+
+import sqlite3
+import time
+from typing import Any
+
+import msgspec
+
+from storage.database import Database, page_query
+from storage.ids import new_id
+
+ACTIVE_STATUSES = ("validating_files", "queued", "running", "paused")
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+
+class JobRecord(msgspec.Struct, kw_only=True):
+    id: str
+    project: str
+    model: str
+    training_file: str
+    validation_file: str | None
+    status: str
+    created_at: int
+    finished_at: int | None = None
+    seed: int
+    suffix: str | None
+    model_name_id: str
+    method_type: str
+    hyperparameters: dict[str, Any]
+    resolved: dict[str, Any] | None = None
+    metadata: dict[str, str] | None
+    integrations: list[Any]
+    fine_tuned_model: str | None = None
+    trained_tokens: int | None = None
+    trained_steps: int = 0
+    total_steps: int | None = None
+    estimated_finish: int | None = None
+    error: dict[str, Any] | None = None
+    result_files: list[str] = []
+    worker_id: str | None = None
+    lease_expires_at: float | None = None
+    control: str | None = None
+
+
+class EventRecord(msgspec.Struct, kw_only=True):
+    id: str
+    job_id: str
+    created_at: int
+    level: str
+    message: str
+    type: str
+    data: Any = None
+
+
+class CheckpointRecord(msgspec.Struct, kw_only=True):
+    id: str
+    job_id: str
+    created_at: int
+    step_number: int
+    fine_tuned_model_checkpoint: str
+    metrics: dict[str, Any]
+    result_files: list[str]
+    state_blob: str | None = None
+
+
+_JSON_COLUMNS = {"hyperparameters", "resolved", "metadata", "integrations", "error", "result_files", "data", "metrics"}
+
+
+def _to_row(record: msgspec.Struct) -> dict[str, Any]:
+    row = {}
+    for name in record.__struct_fields__:
+        value = getattr(record, name)
+        row[name] = _json_encode(value).decode() if name in _JSON_COLUMNS and value is not None else value
+    return row
+
+
+def _from_row(cls: type, row: sqlite3.Row) -> Any:
+    values = {}
+    for name in cls.__struct_fields__:
+        value = row[name]
+        values[name] = _json_decode(value) if name in _JSON_COLUMNS and value is not None else value
+    return cls(**values)
+
+
+def _insert(db: Database, table: str, record: msgspec.Struct) -> None:
+    row = _to_row(record)
+    db.execute(
+        f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(':' + name for name in row)})", row
+    )
+
+
+class JobRepository:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # Jobs
+
+    def insert(self, job: JobRecord) -> None:
+        _insert(self.db, "jobs", job)
+
+    def get(self, job_id: str, project: str | None = None) -> JobRecord | None:
+        if project is None:
+            row = self.db.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        else:
+            row = self.db.one("SELECT * FROM jobs WHERE id = ? AND project = ?", (job_id, project))
+        return _from_row(JobRecord, row) if row else None
+
+    def update(self, job_id: str, **changes: Any) -> None:
+        row = {
+            name: _json_encode(value).decode() if name in _JSON_COLUMNS and value is not None else value
+            for name, value in changes.items()
+        }
+        assignments = ", ".join(f"{name} = :{name}" for name in row)
+        self.db.execute(f"UPDATE jobs SET {assignments} WHERE id = :job_id", {**row, "job_id": job_id})
+
+    def cursor_seq(self, project: str, job_id: str) -> int | None:
+        row = self.db.one("SELECT seq FROM jobs WHERE id = ? AND project = ?", (job_id, project))
+        return row["seq"] if row else None
+
+    def list_page(
+        self, project: str, metadata: dict[str, str] | None, metadata_null: bool, after_seq: int | None, limit: int
+    ) -> tuple[list[JobRecord], bool]:
+        where = "project = ?"
+        params: list[Any] = [project]
+        if metadata_null:
+            where += " AND metadata IS NULL"
+        for key, value in (metadata or {}).items():
+            where += " AND json_extract(metadata, ?) = ?"
+            params += ['$."' + key.replace('"', '""') + '"', value]
+        rows, has_more = page_query(self.db, "jobs", where, params, after_seq, limit)
+        return [_from_row(JobRecord, row) for row in rows], has_more
+
+    def expired_leases(self, now: float) -> list[JobRecord]:
+        rows = self.db.all(
+            "SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at IS NOT NULL AND lease_expires_at < ?",
+            (now,),
+        )
+        return [_from_row(JobRecord, row) for row in rows]
+
+    def queued(self) -> list[JobRecord]:
+        rows = self.db.all("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq")
+        return [_from_row(JobRecord, row) for row in rows]
+
+    # Events
+
+    def add_event(
+        self, job_id: str, message: str, *, level: str = "info", type: str = "message", data: Any = None,
+        created_at: int | None = None,
+    ) -> EventRecord:
+        event = EventRecord(
+            id=new_id("ftevent-"),
+            job_id=job_id,
+            created_at=created_at or int(time.time()),
+            level=level,
+            message=message,
+            type=type,
+            data=data,
+        )
+        _insert(self.db, "job_events", event)
+        return event
+
+    def event_cursor_seq(self, job_id: str, event_id: str) -> int | None:
+        row = self.db.one("SELECT seq FROM job_events WHERE id = ? AND job_id = ?", (event_id, job_id))
+        return row["seq"] if row else None
+
+    def events_page(self, job_id: str, after_seq: int | None, limit: int) -> tuple[list[EventRecord], bool]:
+        rows, has_more = page_query(self.db, "job_events", "job_id = ?", [job_id], after_seq, limit)
+        return [_from_row(EventRecord, row) for row in rows], has_more
+
+    # Checkpoints
+
+    def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        _insert(self.db, "checkpoints", checkpoint)
+
+    def get_checkpoint(self, job_id: str, checkpoint_id: str) -> CheckpointRecord | None:
+        row = self.db.one(
+            "SELECT * FROM checkpoints WHERE id = ? AND job_id = ? AND deleted = 0", (checkpoint_id, job_id)
+        )
+        return _from_row(CheckpointRecord, row) if row else None
+
+    def checkpoint_cursor_seq(self, job_id: str, checkpoint_id: str) -> int | None:
+        row = self.db.one("SELECT seq FROM checkpoints WHERE id = ? AND job_id = ?", (checkpoint_id, job_id))
+        return row["seq"] if row else None
+
+    def checkpoints_page(self, job_id: str, after_seq: int | None, limit: int) -> tuple[list[CheckpointRecord], bool]:
+        rows, has_more = page_query(self.db, "checkpoints", "job_id = ? AND deleted = 0", [job_id], after_seq, limit)
+        return [_from_row(CheckpointRecord, row) for row in rows], has_more
+
+    def live_checkpoints(self, job_id: str) -> list[CheckpointRecord]:
+        """Newest first."""
+        rows = self.db.all(
+            "SELECT * FROM checkpoints WHERE job_id = ? AND deleted = 0 ORDER BY seq DESC", (job_id,)
+        )
+        return [_from_row(CheckpointRecord, row) for row in rows]
+
+    def mark_checkpoint_deleted(self, checkpoint_id: str) -> None:
+        self.db.execute("UPDATE checkpoints SET deleted = 1 WHERE id = ?", (checkpoint_id,))
+
+    def live_state_blobs(self) -> set[str]:
+        rows = self.db.all("SELECT state_blob FROM checkpoints WHERE deleted = 0 AND state_blob IS NOT NULL")
+        return {row["state_blob"] for row in rows}

@@ -1,0 +1,1 @@
+"""Training workers: huey tasks and the training code. Workers reach the server only over HTTP."""

@@ -1,0 +1,152 @@
+"""Turning training files into token ids, loss masks and batches.
+
+Chat examples go through the tokenizer's own chat template, exactly as serving renders them, end-of-turn
+token included; only assistant turns (without `weight: 0`) count in the loss. Prompt/completion and
+text examples are plain text ending in the end-of-sequence token; alpaca rows become chat turns.
+
+Batches are either padded (one row per example) or packed: a batch's examples laid end to end in one
+row with position ids restarting at each example. transformers reads those position ids as separate
+sequences, so no example attends to, or is trained to predict, another.
+"""
+
+import base64
+import random
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgspec
+import torch
+
+from server.training_data import check_example, iter_examples
+
+IGNORE = -100
+
+
+class TokenizedExample(msgspec.Struct):
+    input_ids: list[int]
+    labels: list[int]
+
+
+class DataError(Exception):
+    """The training data cannot be trained on (found while tokenising)."""
+
+
+def read_examples(path: Path, data_format: str) -> list[dict[str, Any]]:
+    examples = []
+    with open(path, "rb") as stream:
+        for line_number, item in iter_examples(stream):
+            if isinstance(item, Exception):
+                raise DataError(f"line {line_number}: {item}")
+            check_example(item, data_format)
+            examples.append(item)
+    return examples
+
+
+def as_messages(example: dict[str, Any], data_format: str) -> list[dict[str, Any]]:
+    if data_format == "chat":
+        return example["messages"]
+    if data_format == "alpaca":
+        prompt = example["instruction"] + (f"\n\n{example['input']}" if example.get("input") else "")
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": example["output"]}]
+    raise ValueError(f"{data_format} examples are not chat messages")
+
+
+def _render(tokenizer, messages: list[dict], tools: Any, generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(
+        messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
+    )
+
+
+def tokenize_chat(tokenizer, messages: list[dict[str, Any]], tools: Any, max_length: int) -> TokenizedExample:
+    text = _render(tokenizer, messages, tools, False)
+    trained_spans = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant" or message.get("weight", 1) == 0:
+            continue
+        start = len(_render(tokenizer, messages[:index], tools, True))
+        end = len(_render(tokenizer, messages[: index + 1], tools, False))
+        trained_spans.append((start, end))
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids = encoding["input_ids"]
+    labels = [
+        token if any(start <= offset[0] < end for start, end in trained_spans) else IGNORE
+        for token, offset in zip(input_ids, encoding["offset_mapping"])
+    ]
+    return TokenizedExample(input_ids=input_ids[:max_length], labels=labels[:max_length])
+
+
+def tokenize_text(tokenizer, prompt: str, completion: str, max_length: int) -> TokenizedExample:
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    input_ids = prompt_ids + completion_ids
+    labels = [IGNORE] * len(prompt_ids) + completion_ids
+    return TokenizedExample(input_ids=input_ids[:max_length], labels=labels[:max_length])
+
+
+def tokenize(tokenizer, example: dict[str, Any], data_format: str, max_length: int) -> TokenizedExample:
+    if data_format in ("chat", "alpaca"):
+        return tokenize_chat(tokenizer, as_messages(example, data_format), example.get("tools"), max_length)
+    if data_format == "prompt_completion":
+        return tokenize_text(tokenizer, example["prompt"], example["completion"], max_length)
+    if data_format == "text":
+        return tokenize_text(tokenizer, "", example["text"], max_length)
+    raise DataError(f"the {data_format} format cannot be used for supervised fine-tuning")
+
+
+def tokenize_file(tokenizer, path: Path, data_format: str, max_length: int) -> list[TokenizedExample]:
+    examples = [tokenize(tokenizer, e, data_format, max_length) for e in read_examples(path, data_format)]
+    usable = [e for e in examples if any(label != IGNORE for label in e.labels)]
+    if not usable:
+        raise DataError("no example has a token to train on (every assistant turn has weight 0 or was truncated)")
+    return usable
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
+    order = list(range(count))
+    random.Random(seed * 1000 + epoch).shuffle(order)
+    return order
+
+
+def collate(examples: list[TokenizedExample], packing: bool, pad_id: int) -> dict[str, torch.Tensor]:
+    if packing:
+        input_ids, labels, positions = [], [], []
+        for example in examples:
+            input_ids += example.input_ids
+            # The first token of each packed example is never a target: nothing before it is its context.
+            labels += [IGNORE] + example.labels[1:]
+            positions += range(len(example.input_ids))
+        return {
+            "input_ids": torch.tensor([input_ids]),
+            "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions]),
+        }
+    width = max(len(e.input_ids) for e in examples)
+    return {
+        "input_ids": torch.tensor([e.input_ids + [pad_id] * (width - len(e.input_ids)) for e in examples]),
+        "labels": torch.tensor([e.labels + [IGNORE] * (width - len(e.labels)) for e in examples]),
+        "attention_mask": torch.tensor([[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in examples]),
+    }
+
+
+def batches(
+    examples: list[TokenizedExample], batch_size: int, packing: bool, pad_id: int, seed: int, epoch: int
+) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
+    """The epoch's batches in a seeded order, each with its count of real (non-pad) tokens."""
+    order = epoch_order(len(examples), seed, epoch)
+    for start in range(0, len(order), batch_size):
+        chosen = [examples[i] for i in order[start : start + batch_size]]
+        yield collate(chosen, packing, pad_id), sum(len(e.input_ids) for e in chosen)
+
+
+def steps_per_epoch(example_count: int, batch_size: int) -> int:
+    return -(-example_count // batch_size)
+
+
+def write_metrics_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """OpenAI's step_metrics.csv, base64-encoded as OpenAI serves it (decode with base64.b64decode)."""
+    columns = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
+    lines = [",".join(columns)]
+    for row in rows:
+        lines.append(",".join("" if row.get(c) is None else f"{row[c]:.6g}" for c in columns))
+    path.write_bytes(base64.b64encode(("\n".join(lines) + "\n").encode()))
+

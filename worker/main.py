@@ -1,0 +1,54 @@
+"""`gxft worker`: a huey consumer that trains one job at a time for a GXFT server.
+
+It needs only the queue (SQLite file in the data dir, or Redis through GXFT_REDIS_URL) and the
+server's URL with the worker token (GXFT_WORKER_TOKEN); it never opens the server's storage.
+"""
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from storage.ids import random_base62
+from worker import runner
+from worker.queue import job_queue
+
+log = logging.getLogger("gxft.worker")
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """The embedded worker ends when `gxft serve` ends, even if the server was killed."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                log.info("the server process is gone; the embedded worker stops")
+                os._exit(0)
+            time.sleep(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def run_worker(server_url: str, queue_path: str | None = None, parent_pid: int | None = None) -> int:
+    token = os.environ.get("GXFT_WORKER_TOKEN")
+    if not token:
+        print("gxft worker: set GXFT_WORKER_TOKEN to the server's worker token "
+              "(the file worker_token in the server's data dir)", file=sys.stderr)
+        return 2
+    redis_url = os.environ.get("GXFT_REDIS_URL") or None
+    if queue_path is None and redis_url is None:
+        queue_path = str(Path(os.environ.get("GXFT_DATA_DIR", "gxft-data")).resolve() / "queue.sqlite3")
+    if parent_pid:
+        _exit_with_parent(parent_pid)
+    worker_id = f"{socket.gethostname()}-{os.getpid()}-{random_base62(6)}"
+    runner.context = runner.WorkerContext(server_url=server_url, token=token, worker_id=worker_id)
+    queue = job_queue(Path(queue_path) if queue_path else None, redis_url)
+    log.info("worker %s serving %s from %s", worker_id, server_url, redis_url or queue_path)
+    consumer = queue.huey.create_consumer(
+        workers=1, worker_type="thread", periodic=False, initial_delay=0.05, backoff=1.5, max_delay=0.5
+    )
+    consumer.run()
+    return 0

@@ -1,0 +1,70 @@
+"""Progress reports off the training loop's path: events are batched and sent by a background thread.
+
+The loop only appends to a buffer; every `interval` seconds the thread posts what has gathered
+(which also renews the job's lease) and keeps the server's latest order (continue, cancel, pause,
+stop) for the loop to read after each step.
+"""
+
+import logging
+import threading
+import time
+
+from server.internal_protocol import Order, ProgressReport, WorkerEvent
+from worker.client import WorkerClient
+
+log = logging.getLogger("gxft.worker")
+
+
+class ProgressReporter:
+    def __init__(self, client: WorkerClient, job_id: str, interval: float = 0.5):
+        self.client = client
+        self.job_id = job_id
+        self.interval = interval
+        self.order: Order = "continue"
+        self._events: list[WorkerEvent] = []
+        self._progress = {"trained_steps": 0, "total_steps": None, "trained_tokens": 0, "estimated_finish": None}
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"report-{job_id}", daemon=True)
+
+    def __enter__(self) -> "ProgressReporter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self.flush()
+
+    def event(self, message: str, *, level: str = "info", type: str = "message", data=None) -> None:
+        with self._lock:
+            self._events.append(
+                WorkerEvent(created_at=int(time.time()), message=message, level=level, type=type, data=data)
+            )
+
+    def progress(self, **values) -> None:
+        with self._lock:
+            self._progress.update(values)
+
+    def flush(self) -> Order:
+        with self._send_lock:
+            with self._lock:
+                events, self._events = self._events, []
+                report = ProgressReport(worker_id=self.client.worker_id, events=events, **self._progress)
+            try:
+                order = self.client.report(self.job_id, report)
+            except Exception:
+                with self._lock:
+                    self._events[:0] = events  # keep them for the next try: nothing is lost
+                raise
+            if order != "continue":
+                self.order = order
+            return self.order
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.flush()
+            except Exception as exc:
+                log.warning("progress report for %s failed: %s", self.job_id, exc)
