@@ -276,17 +276,14 @@ class JobLifecycle:
                     job.id, event.message, level=event.level, type=event.type, data=event.data,
                     created_at=event.created_at,
                 )
-            if job.status == "running":
-                self.jobs.update(
-                    job.id,
-                    trained_steps=report.trained_steps,
-                    total_steps=report.total_steps,
-                    trained_tokens=report.trained_tokens,
-                    estimated_finish=report.estimated_finish,
-                    lease_expires_at=time.time() + self.settings.lease_seconds,
-                )
-            else:
-                self.jobs.update(job.id, lease_expires_at=time.time() + self.settings.lease_seconds)
+            self.jobs.update(
+                job.id,
+                trained_steps=report.trained_steps,
+                total_steps=report.total_steps,
+                trained_tokens=report.trained_tokens,
+                estimated_finish=report.estimated_finish if job.status == "running" else None,
+                lease_expires_at=time.time() + self.settings.lease_seconds,
+            )
         if job.status == "running":
             return "continue"
         if job.status == "paused":
