@@ -111,10 +111,12 @@ class SupervisedRecipe:
     def setup(self) -> None:
         seed_everything(self.spec.seed)
         self.tokenizer, model = load_model(self.spec.model_path, self.device, self.spec.base_model)
+        if self.device.type == "cuda":
+            model.gradient_checkpointing_enable()
+            if self.settings.lora:
+                model.enable_input_require_grads()  # checkpointed blocks need a grad path through frozen inputs
         if self.settings.lora:
             model = apply_lora(model, self.settings)
-        elif self.device.type == "cuda":
-            model.gradient_checkpointing_enable()
         self.model = model
         self.model.train()
         length = self.settings.context_length
