@@ -281,7 +281,7 @@ def test_create_errors(server, client, sample_files):
 
 
 def test_file_still_processing_is_not_ready(client):
-    rows = jsonl(chat_line(i) for i in range(150_000))
+    rows = jsonl(chat_line(i) for i in range(400_000))
     created = client.files.create(file=("big.jsonl", rows), purpose="fine-tune")
     error = _error(lambda: client.fine_tuning.jobs.create(model=TINY, training_file=created.id))
     assert error.status_code == 400 and error.code == "file_not_ready" and "not ready" in error.message

@@ -40,8 +40,11 @@ MAX_SEED = 2_147_483_647
 SUPERVISED_FORMATS = ("chat", "prompt_completion", "text", "alpaca")
 
 
-class NotYours(Exception):
-    """A worker reported on a job that is no longer assigned to it."""
+class NotYours(APIError):
+    """A worker reported on a job that is no longer assigned to it: it must stop working on it."""
+
+    def __init__(self, job_id: str):
+        super().__init__(409, f"Job {job_id} is not assigned to this worker.", code="job_not_owned")
 
 
 def fine_tuned_model_name(job: JobRecord, name_id: str) -> str:
@@ -262,7 +265,7 @@ class JobLifecycle:
     def owned_job(self, job_id: str, worker_id: str) -> JobRecord:
         job = self.jobs.get(job_id)
         if job is None or job.worker_id != worker_id:
-            raise NotYours()
+            raise NotYours(job_id)
         return job
 
     def report(self, job_id: str, report: ProgressReport) -> Order:

@@ -15,7 +15,6 @@ from server.errors import APIError, invalid_request, not_found
 from server.internal_protocol import (
     CheckpointReport, ClaimRequest, CompletionReport, FailureReport, ProgressReport, ReportReply, StoredBlob,
 )
-from server.job_lifecycle import NotYours
 from server.requests import decode_json
 from server.responses import MsgspecResponse
 from server.services import services
@@ -23,10 +22,6 @@ from server.uploads import clean_filename, commit_upload
 from storage.blobs import BlobWriter
 from storage.files import FileRecord
 from storage.ids import new_id
-
-
-def _not_yours(job_id: str) -> APIError:
-    return APIError(409, f"Job {job_id} is not assigned to this worker.", code="job_not_owned")
 
 
 async def claim_job(request: Request) -> MsgspecResponse:
@@ -54,10 +49,7 @@ async def _receive_raw(request: Request, writer: BlobWriter) -> None:
 
 def _owned(request: Request):
     worker_id = request.query_params.get("worker_id", "")
-    try:
-        return services(request).lifecycle.owned_job(request.path_params["job_id"], worker_id)
-    except NotYours:
-        raise _not_yours(request.path_params["job_id"]) from None
+    return services(request).lifecycle.owned_job(request.path_params["job_id"], worker_id)
 
 
 async def upload_result_file(request: Request) -> MsgspecResponse:
@@ -85,28 +77,19 @@ async def upload_state_blob(request: Request) -> MsgspecResponse:
 
 async def add_checkpoint(request: Request) -> MsgspecResponse:
     body = await decode_json(request, CheckpointReport)
-    try:
-        checkpoint = services(request).lifecycle.add_checkpoint(request.path_params["job_id"], body)
-    except NotYours:
-        raise _not_yours(request.path_params["job_id"]) from None
+    checkpoint = services(request).lifecycle.add_checkpoint(request.path_params["job_id"], body)
     return MsgspecResponse(checkpoint_object(checkpoint))
 
 
 async def complete_job(request: Request) -> MsgspecResponse:
     body = await decode_json(request, CompletionReport)
-    try:
-        job = services(request).lifecycle.complete(request.path_params["job_id"], body)
-    except NotYours:
-        raise _not_yours(request.path_params["job_id"]) from None
+    job = services(request).lifecycle.complete(request.path_params["job_id"], body)
     return MsgspecResponse(job_object(job))
 
 
 async def fail_job(request: Request) -> MsgspecResponse:
     body = await decode_json(request, FailureReport)
-    try:
-        job = services(request).lifecycle.fail(request.path_params["job_id"], body)
-    except NotYours:
-        raise _not_yours(request.path_params["job_id"]) from None
+    job = services(request).lifecycle.fail(request.path_params["job_id"], body)
     return MsgspecResponse(job_object(job))
 
 
