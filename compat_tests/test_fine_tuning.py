@@ -404,3 +404,60 @@ def test_worker_killed_mid_job_is_resumed_by_another(start_server, tmp_path):
     assert resumed and int(resumed[0].rsplit(" ", 1)[1]) <= killed_at
     # One checkpoint per epoch, the last three kept.
     assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id)] == [400, 390, 380]
+
+
+WANDB_STAND_IN = '''
+import json, os
+
+class Run:
+    def log(self, metrics, step=None):
+        _write({"call": "log", "step": step, "metrics": metrics})
+
+    def finish(self):
+        _write({"call": "finish"})
+
+def init(**options):
+    _write({"call": "init", **{k: v for k, v in options.items() if k != "config"}, "config": options.get("config")})
+    return Run()
+
+def _write(record):
+    with open(os.environ["WANDB_CALLS"], "a") as handle:
+        handle.write(json.dumps(record) + "\\n")
+'''
+
+
+def test_wandb_integration_logs_every_step_when_installed(start_server, tmp_path):
+    # A stand-in for the third-party wandb package on the worker's path records what GXFT sends it.
+    package = tmp_path / "site" / "wandb"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(WANDB_STAND_IN)
+    calls = tmp_path / "wandb-calls.jsonl"
+    server = start_server(worker=True, env={
+        "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
+        "WANDB_CALLS": str(calls),
+    })
+    client = server.client()
+    train = processed(client, (SAMPLE_DATA / "sample_training_data.jsonl").read_bytes())
+    job = client.fine_tuning.jobs.create(
+        model=TINY, training_file=train.id, hyperparameters={"n_epochs": 1},
+        integrations=[{"type": "wandb", "wandb": {"project": "gxft-tests", "tags": ["compat"]}}],
+    )
+    assert job.integrations[0].wandb.project == "gxft-tests"
+    assert wait_done(client, job.id).status == "succeeded"
+    records = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert records[0]["call"] == "init" and records[0]["project"] == "gxft-tests"
+    assert records[0]["name"] == job.id and records[0]["tags"] == ["compat"]
+    assert records[0]["config"]["n_epochs"] == 1
+    assert [r["step"] for r in records if r["call"] == "log"] == list(range(1, 11))
+    assert records[-1]["call"] == "finish"
+
+
+def test_wandb_integration_without_the_package_warns_and_trains(client, sample_files):
+    train, _ = sample_files
+    job = client.fine_tuning.jobs.create(
+        model=TINY, training_file=train.id, hyperparameters={"n_epochs": 1},
+        integrations=[{"type": "wandb", "wandb": {"project": "p"}}],
+    )
+    assert wait_done(client, job.id).status == "succeeded"
+    warnings = [e for e in all_events(client, job.id) if e.level == "warn"]
+    assert warnings and "wandb package is not installed" in warnings[0].message

@@ -24,26 +24,28 @@ MODELS = ROOT / "sample_data" / "models"
 SEED = 1234
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
+# Plain `{% %}` tags only: HF renders templates with trim_blocks, and a `{%-` would eat the newline
+# after a role, so that the generation prompt would no longer be a prefix of the rendered turn.
 CHAT_TEMPLATE = (
-    "{%- if tools %}"
+    "{% if tools %}"
     "<|im_start|>system\n"
-    "{%- if messages[0].role == 'system' %}{{ messages[0].content }}\n{% endif %}"
+    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n{% endif %}"
     "You may call these tools:\n"
-    "{%- for tool in tools %}{{ tool | tojson }}\n{% endfor %}"
+    "{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}"
     "<|im_end|>\n"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{%- if not (tools and loop.first and message.role == 'system') %}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if not (tools and loop.first and message.role == 'system') %}"
     "<|im_start|>{{ message.role }}\n"
-    "{%- if message.content is string %}{{ message.content }}"
-    "{%- elif message.content %}{% for part in message.content %}{{ part.text }}{% endfor %}{% endif %}"
-    "{%- if message.tool_calls %}{% for call in message.tool_calls %}"
+    "{% if message.content is string %}{{ message.content }}"
+    "{% elif message.content %}{% for part in message.content %}{{ part.text }}{% endfor %}{% endif %}"
+    "{% if message.tool_calls %}{% for call in message.tool_calls %}"
     "<tool_call>{\"name\": \"{{ call.function.name }}\", \"arguments\": {{ call.function.arguments }}}</tool_call>"
     "{% endfor %}{% endif %}"
     "<|im_end|>\n"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
 

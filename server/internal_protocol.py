@@ -29,6 +29,7 @@ class JobSpec(msgspec.Struct, kw_only=True):
     seed: int
     settings: TrainingSettings
     resume: ResumePoint | None = None
+    integrations: list[dict[str, Any]] = []
 
 
 class WorkerEvent(msgspec.Struct, kw_only=True):

@@ -252,6 +252,7 @@ class JobLifecycle:
             seed=job.seed,
             settings=settings,
             resume=resume,
+            integrations=job.integrations,
         )
 
     def _resume_point(self, job_id: str) -> ResumePoint | None:

@@ -63,9 +63,14 @@ def tokenize_chat(tokenizer, messages: list[dict[str, Any]], tools: Any, max_len
     for index, message in enumerate(messages):
         if message["role"] != "assistant" or message.get("weight", 1) == 0:
             continue
-        start = len(_render(tokenizer, messages[:index], tools, True))
-        end = len(_render(tokenizer, messages[: index + 1], tools, False))
-        trained_spans.append((start, end))
+        prompt = _render(tokenizer, messages[:index], tools, True)
+        turn = _render(tokenizer, messages[: index + 1], tools, False)
+        if not (text.startswith(prompt) and text.startswith(turn)):
+            raise DataError(
+                "the model's chat template does not render a conversation turn by turn (the prompt for "
+                f"message {index} is not a prefix of the whole), so its assistant turns cannot be found"
+            )
+        trained_spans.append((len(prompt), len(turn)))
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     input_ids = encoding["input_ids"]
     labels = [

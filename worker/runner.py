@@ -11,11 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import torch
 
 from server.internal_protocol import CheckpointReport, CompletionReport, FailureReport, JobSpec
 from worker.client import JobTaken, WorkerClient
 from worker.data import DataError, write_metrics_csv
+from worker.integrations import WandbRun, start_wandb
 from worker.reporter import ProgressReporter
 from worker.trainer import ModelLoadError, SupervisedRecipe
 
@@ -36,10 +38,11 @@ context: WorkerContext | None = None
 class JobHooks:
     """What the training loop calls: progress to the reporter, checkpoints to the server."""
 
-    def __init__(self, client: WorkerClient, reporter: ProgressReporter, spec: JobSpec):
+    def __init__(self, client: WorkerClient, reporter: ProgressReporter, spec: JobSpec, wandb_run: WandbRun | None):
         self.client = client
         self.reporter = reporter
         self.spec = spec
+        self.wandb_run = wandb_run
         self.started = time.time()
         self.first_step: int | None = None
 
@@ -53,6 +56,8 @@ class JobHooks:
         if "valid_loss" in metrics:
             message += f", validation loss={metrics['valid_loss']:.2f}"
         self.reporter.event(message, type="metrics", data=metrics)
+        if self.wandb_run is not None:
+            self.wandb_run.log(metrics, step)
         self.reporter.progress(
             trained_steps=step, total_steps=total_steps, trained_tokens=trained_tokens, estimated_finish=eta
         )
@@ -143,4 +148,11 @@ def _train(client: WorkerClient, spec: JobSpec, reporter: ProgressReporter, work
     if spec.resume is not None:
         recipe.load_state(client.download_blob(spec.resume.state_blob, workdir / "resume.pt"))
     reporter.progress(trained_steps=recipe.step, total_steps=recipe.total_steps, trained_tokens=recipe.trained_tokens)
-    return recipe.train(JobHooks(client, reporter, spec))
+    wandb_run, note = start_wandb(spec.integrations, spec.job_id, msgspec.to_builtins(spec.settings))
+    if note:
+        reporter.event(note, level="warn")
+    try:
+        return recipe.train(JobHooks(client, reporter, spec, wandb_run))
+    finally:
+        if wandb_run is not None:
+            wandb_run.finish()

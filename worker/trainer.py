@@ -77,6 +77,12 @@ def apply_lora(model, settings):
     return get_peft_model(model, config)
 
 
+def forward(model, batch: dict[str, torch.Tensor]):
+    # No KV cache: with one, transformers skips the packed-sequence masking that keeps packed
+    # examples from attending to each other (see tests/test_packing.py).
+    return model(**batch, use_cache=False)
+
+
 def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
     predicted = logits[:, :-1].argmax(-1)
     targets = labels[:, 1:]
@@ -90,7 +96,7 @@ def evaluate(model, examples: list[TokenizedExample], batch_size: int, packing: 
     total_loss, total_tokens, correct = 0.0, 0, 0
     for start in range(0, len(examples), batch_size):
         batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], packing, pad_id).items()}
-        output = model(**batch)
+        output = forward(model, batch)
         right, counted = token_accuracy(output.logits, batch["labels"])
         total_loss += float(output.loss) * counted
         total_tokens += counted
@@ -190,7 +196,7 @@ class SupervisedRecipe:
                 if epoch == start_epoch and index < skip:
                     continue
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                output = self.model(**batch)
+                output = forward(self.model, batch)
                 output.loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
                 self.optimizer.step()

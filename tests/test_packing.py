@@ -1,0 +1,41 @@
+"""Packed batches train exactly as separate examples: no attention or position leakage between them."""
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from worker.data import IGNORE, collate, tokenize_file
+from worker.trainer import forward
+
+TINY = Path(__file__).resolve().parent.parent / "sample_data" / "models" / "tiny-chat"
+TRAIN = Path(__file__).resolve().parent.parent / "sample_data" / "sample_training_data.jsonl"
+
+
+def token_losses(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    logits = forward(model, batch).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+    return losses[targets != IGNORE]
+
+
+def test_packed_row_gives_the_same_losses_as_separate_examples():
+    tokenizer = AutoTokenizer.from_pretrained(TINY)
+    model = AutoModelForCausalLM.from_pretrained(TINY).eval()
+    examples = tokenize_file(tokenizer, TRAIN, "chat", 2048)[:4]
+    with torch.no_grad():
+        separate = torch.cat([token_losses(model, collate([e], packing=False, pad_id=0)) for e in examples])
+        packed = token_losses(model, collate(examples, packing=True, pad_id=0))
+        padded = token_losses(model, collate(examples, packing=False, pad_id=0))
+    assert packed.shape == separate.shape
+    torch.testing.assert_close(packed, separate, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(padded, separate, atol=1e-5, rtol=1e-4)
+
+
+def test_only_assistant_turns_and_their_end_token_are_trained():
+    tokenizer = AutoTokenizer.from_pretrained(TINY)
+    (example,) = tokenize_file(tokenizer, TRAIN, "chat", 2048)[:1]
+    trained = tokenizer.decode([t for t, label in zip(example.input_ids, example.labels) if label != IGNORE])
+    assert trained == "The capital of France is Paris.<|im_end|>\n"
+    rendered = tokenizer.decode(example.input_ids)
+    assert rendered.startswith("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
