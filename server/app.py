@@ -34,9 +34,9 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def _remove_orphan_blobs(db: Database, blobs: BlobStore, jobs: JobRepository) -> None:
+def _remove_orphan_blobs(blobs: BlobStore, files: FileRepository, jobs: JobRepository) -> None:
     """Blobs whose upload committed but whose metadata never did (a crash between the two)."""
-    live = {row["id"] for row in db.all("SELECT id FROM files WHERE deleted = 0")} | jobs.live_state_blobs()
+    live = files.live_ids() | jobs.live_state_blobs()
     for path in blobs.root.iterdir():
         if path.is_file() and path.name not in live:
             path.unlink()
@@ -57,8 +57,8 @@ def create_app(settings: Settings) -> Starlette:
         db = Database(settings.database_path)
         blobs = BlobStore(settings.blobs_dir)
         jobs = JobRepository(db)
-        _remove_orphan_blobs(db, blobs, jobs)
         file_repository = FileRepository(db)
+        _remove_orphan_blobs(blobs, file_repository, jobs)
         processor = FileProcessor(file_repository, blobs, settings.min_examples)
         registry = ModelRegistry.load(settings.models_file)
         queue = job_queue(settings.queue_path, settings.redis_url)

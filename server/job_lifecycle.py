@@ -334,8 +334,8 @@ class JobLifecycle:
                 self.blobs.delete(older.state_blob)
 
     def _delete_file(self, file_id: str) -> None:
-        row = self.files.db.one("SELECT project FROM files WHERE id = ?", (file_id,))
-        if row and self.files.mark_deleted(row["project"], file_id):
+        record = self.files.get_live(file_id)
+        if record and self.files.mark_deleted(record.project, file_id):
             self.blobs.delete(file_id)
 
     def _drop_training_state(self, job_id: str) -> None:
@@ -399,10 +399,8 @@ class JobLifecycle:
             log.warning("job %s lost its worker; queued again", job.id)
             self.queue.enqueue(job.id)
         # A worker that died while saving a pause checkpoint leaves the job paused at its last checkpoint.
-        for row in self.jobs.db.all(
-            "SELECT id FROM jobs WHERE status = 'paused' AND worker_id IS NOT NULL AND lease_expires_at < ?", (now,)
-        ):
-            self.jobs.update(row["id"], worker_id=None, lease_expires_at=None, control=None)
+        for job_id in self.jobs.paused_with_expired_lease(now):
+            self.jobs.update(job_id, worker_id=None, lease_expires_at=None, control=None)
 
     def enqueue_waiting(self) -> None:
         """At start-up: queue entries may have been lost with a crash; claiming twice is harmless."""

@@ -48,6 +48,14 @@ class FileRepository:
         )
         return _record(row) if row else None
 
+    def get_live(self, file_id: str) -> FileRecord | None:
+        """A file not deleted, whatever its project (for the worker API and housekeeping)."""
+        row = self.db.one("SELECT * FROM files WHERE id = ? AND deleted = 0", (file_id,))
+        return _record(row) if row else None
+
+    def live_ids(self) -> set[str]:
+        return {row["id"] for row in self.db.all("SELECT id FROM files WHERE deleted = 0")}
+
     def cursor_seq(self, project: str, file_id: str) -> int | None:
         """The position of `file_id` in the listing order, deleted files included."""
         row = self.db.one("SELECT seq FROM files WHERE id = ? AND project = ?", (file_id, project))

@@ -9,7 +9,6 @@ import msgspec
 from storage.database import Database, page_query
 from storage.ids import new_id
 
-ACTIVE_STATUSES = ("validating_files", "queued", "running", "paused")
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 _json_encode = msgspec.json.encode
@@ -69,12 +68,12 @@ class CheckpointRecord(msgspec.Struct, kw_only=True):
 _JSON_COLUMNS = {"hyperparameters", "resolved", "metadata", "integrations", "error", "result_files", "data", "metrics"}
 
 
+def _column_value(name: str, value: Any) -> Any:
+    return _json_encode(value).decode() if name in _JSON_COLUMNS and value is not None else value
+
+
 def _to_row(record: msgspec.Struct) -> dict[str, Any]:
-    row = {}
-    for name in record.__struct_fields__:
-        value = getattr(record, name)
-        row[name] = _json_encode(value).decode() if name in _JSON_COLUMNS and value is not None else value
-    return row
+    return {name: _column_value(name, getattr(record, name)) for name in record.__struct_fields__}
 
 
 def _from_row(cls: type, row: sqlite3.Row) -> Any:
@@ -109,10 +108,7 @@ class JobRepository:
         return _from_row(JobRecord, row) if row else None
 
     def update(self, job_id: str, **changes: Any) -> None:
-        row = {
-            name: _json_encode(value).decode() if name in _JSON_COLUMNS and value is not None else value
-            for name, value in changes.items()
-        }
+        row = {name: _column_value(name, value) for name, value in changes.items()}
         assignments = ", ".join(f"{name} = :{name}" for name in row)
         self.db.execute(f"UPDATE jobs SET {assignments} WHERE id = :job_id", {**row, "job_id": job_id})
 
@@ -139,6 +135,12 @@ class JobRepository:
             (now,),
         )
         return [_from_row(JobRecord, row) for row in rows]
+
+    def paused_with_expired_lease(self, now: float) -> list[str]:
+        rows = self.db.all(
+            "SELECT id FROM jobs WHERE status = 'paused' AND worker_id IS NOT NULL AND lease_expires_at < ?", (now,)
+        )
+        return [row["id"] for row in rows]
 
     def queued(self) -> list[JobRecord]:
         rows = self.db.all("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq")

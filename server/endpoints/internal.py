@@ -95,8 +95,7 @@ async def fail_job(request: Request) -> MsgspecResponse:
 
 async def file_content(request: Request) -> FileResponse:
     file_id = request.path_params["file_id"]
-    row = services(request).db.one("SELECT project FROM files WHERE id = ? AND deleted = 0", (file_id,))
-    if row is None:
+    if services(request).files.get_live(file_id) is None:
         raise not_found("File", file_id)
     return FileResponse(services(request).blobs.path(file_id), media_type="application/octet-stream")
 
