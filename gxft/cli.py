@@ -13,8 +13,14 @@ def serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.config import load_settings
+    from server.model_registry import ModelRegistry, RegistryError
 
-    settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port)
+    settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile)
+    try:
+        ModelRegistry.load(settings.models_file, settings.profile)
+    except RegistryError as exc:
+        print(f"gxft serve: {exc}", file=sys.stderr)
+        return 2
     worker = None
     if not args.no_worker:
         worker = start_embedded_worker(settings)
@@ -78,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--data-dir", help="metadata, blobs and queue (default $GXFT_DATA_DIR or ./gxft-data)")
     serve_parser.add_argument("--no-worker", action="store_true", help="do not start the embedded worker")
+    serve_parser.add_argument(
+        "--profile", help="model names to answer to: 'emulator' adds OpenAI's and Nebius's fine-tunable models, "
+        "played by gxft/tiny-chat (default $GXFT_PROFILE or 'default')",
+    )
     serve_parser.add_argument("--log-level", default="info")
     serve_parser.set_defaults(run=serve)
 

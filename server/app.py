@@ -14,13 +14,15 @@ from starlette.routing import Route
 
 from server.auth import AuthMiddleware
 from server.config import Settings
-from server.endpoints import files, fine_tuning, internal
+from server.endpoints import completions, files, fine_tuning, internal, models
 from server.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
 from server.file_processing import FileProcessor
 from server.job_lifecycle import JobLifecycle
+from server.model_catalog import ModelCatalog
 from server.model_registry import ModelRegistry
 from server.request_ids import RequestIdMiddleware
 from server.services import Services
+from server.serving.engine import InferenceEngine
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.files import FileRepository
@@ -60,12 +62,14 @@ def create_app(settings: Settings) -> Starlette:
         file_repository = FileRepository(db)
         _remove_orphan_blobs(blobs, file_repository, jobs)
         processor = FileProcessor(file_repository, blobs, settings.min_examples)
-        registry = ModelRegistry.load(settings.models_file)
+        registry = ModelRegistry.load(settings.models_file, settings.profile)
         queue = job_queue(settings.queue_path, settings.redis_url)
         lifecycle = JobLifecycle(settings, jobs, file_repository, blobs, registry, queue)
+        engine = InferenceEngine(adapter_slots=settings.adapter_slots, full_model_slots=settings.full_model_slots)
         app.state.services = Services(
             settings=settings, db=db, blobs=blobs, files=file_repository, file_processor=processor,
             jobs=jobs, registry=registry, lifecycle=lifecycle,
+            catalog=ModelCatalog(registry, jobs, file_repository, blobs, lifecycle), engine=engine,
         )
         processor.resume_pending()
         lifecycle.enqueue_waiting()
@@ -75,11 +79,13 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             lease_watch.cancel()
+            engine.close()
             await processor.close()
             db.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), *files.routes, *fine_tuning.routes, *internal.routes],
+        routes=[Route("/healthz", healthz), *files.routes, *fine_tuning.routes, *models.routes,
+                *completions.routes, *internal.routes],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AuthMiddleware, api_keys=settings.api_keys, worker_token=settings.worker_token),

@@ -10,6 +10,9 @@
 | GXFT_REDIS_URL | use a Redis queue shared by workers on many machines | unset (SQLite queue) |
 | GXFT_MODELS_FILE | TOML registry of base models | sample_data/models/registry.toml |
 | GXFT_LEASE_SECONDS | how long a silent worker keeps its job | 60 |
+| GXFT_PROFILE | `emulator`: OpenAI's and Nebius's model names answer, played by the tiny model | default |
+| GXFT_ADAPTER_SLOTS | LoRA adapters kept loaded for serving | 8 |
+| GXFT_FULL_MODEL_SLOTS | fully fine-tuned models kept loaded for serving | 2 |
 """
 
 import os
@@ -33,6 +36,9 @@ class Settings(msgspec.Struct, kw_only=True):
     redis_url: str | None = None
     models_file: Path = REPO_ROOT / "sample_data" / "models" / "registry.toml"
     lease_seconds: float = 60.0
+    profile: str = "default"
+    adapter_slots: int = 8
+    full_model_slots: int = 2
 
     @property
     def database_path(self) -> Path:
@@ -69,7 +75,9 @@ def _worker_token(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def load_settings(data_dir: str | None = None, host: str | None = None, port: int | None = None) -> Settings:
+def load_settings(
+    data_dir: str | None = None, host: str | None = None, port: int | None = None, profile: str | None = None
+) -> Settings:
     env = os.environ
     root = Path(data_dir or env.get("GXFT_DATA_DIR") or "gxft-data").resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -81,6 +89,9 @@ def load_settings(data_dir: str | None = None, host: str | None = None, port: in
         worker_token=_worker_token(root),
         redis_url=env.get("GXFT_REDIS_URL") or None,
         lease_seconds=float(env.get("GXFT_LEASE_SECONDS", 60)),
+        profile=profile or env.get("GXFT_PROFILE") or "default",
+        adapter_slots=int(env.get("GXFT_ADAPTER_SLOTS", 8)),
+        full_model_slots=int(env.get("GXFT_FULL_MODEL_SLOTS", 2)),
     )
     if models_file := env.get("GXFT_MODELS_FILE"):
         settings.models_file = Path(models_file).resolve()

@@ -98,7 +98,7 @@ class JobLifecycle:
         if model is None:
             raise invalid_request(
                 f"Model {request.model!r} is not available for fine-tuning or does not exist. "
-                f"Available models: {', '.join(self.registry.ids())}.",
+                f"Available models: {', '.join(self.registry.names())}.",
                 param="model",
                 code="model_not_available",
             )
@@ -140,7 +140,8 @@ class JobLifecycle:
         job = JobRecord(
             id=new_id("ftjob-"),
             project=project,
-            model=model.id,
+            model=request.model,  # as the user named it: an alias stays an alias, as in OpenAI's echo
+            base_model=model.id,
             training_file=training.id,
             validation_file=validation.id if validation else None,
             status="queued",
@@ -221,7 +222,7 @@ class JobLifecycle:
         job = self.jobs.get(job_id)
         if job is None or job.status != "queued":
             return None
-        model = self.registry.get(job.model)
+        model = self.registry.get(job.base_model or job.model)
         training = self.files.get(job.project, job.training_file)
         if model is None or training is None:
             self._fail_now(job, "invalid_training_file" if training is None else "model_not_available",
@@ -325,13 +326,17 @@ class JobLifecycle:
     def _prune_checkpoints(self, job_id: str) -> None:
         live = self.jobs.live_checkpoints(job_id)
         for old in live[KEPT_CHECKPOINTS:]:
-            self.jobs.mark_checkpoint_deleted(old.id)
-            for file_id in old.result_files:
-                self._delete_file(file_id)
+            self.delete_checkpoint(old)
         # Only the newest checkpoint's optimizer state is needed to resume.
         for older in live[1:]:
             if older.state_blob:
                 self.blobs.delete(older.state_blob)
+
+    def delete_checkpoint(self, checkpoint: CheckpointRecord) -> None:
+        """The checkpoint, as a model too: its name stops resolving and its files are deleted."""
+        self.jobs.mark_checkpoint_deleted(checkpoint.id)
+        for file_id in checkpoint.result_files:
+            self._delete_file(file_id)
 
     def _delete_file(self, file_id: str) -> None:
         record = self.files.get_live(file_id)

@@ -132,3 +132,33 @@ class FineTuningJobCheckpoint(msgspec.Struct, kw_only=True):
     metrics: dict[str, float]
     # Nebius's: the ids of the files that hold this checkpoint (adapter or full weights).
     result_files: list[str]
+
+
+class Model(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    shutdown_date: str | None = None
+
+
+class ModelList(msgspec.Struct):
+    """Not paginated, as OpenAI's `GET /models`."""
+
+    data: list[Model]
+    object: Literal["list"] = "list"
+
+
+class ExportModelRequest(msgspec.Struct, forbid_unknown_fields=True):
+    # "adapter": the LoRA adapter as trained. "merged": full weights with the adapter folded in,
+    # loadable by `from_pretrained` and vLLM without peft. Default: the adapter when there is one.
+    format: Literal["adapter", "merged"] | None = None
+
+
+class ModelExport(msgspec.Struct, kw_only=True):
+    """GXFT's own: the files of a fine-tuned model, each downloadable with `files.content(id)`."""
+
+    object: Literal["model.export"] = "model.export"
+    model: str
+    format: Literal["adapter", "merged"]
+    files: list[FileObject]

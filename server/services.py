@@ -7,7 +7,9 @@ from starlette.requests import Request
 from server.config import Settings
 from server.file_processing import FileProcessor
 from server.job_lifecycle import JobLifecycle
+from server.model_catalog import ModelCatalog
 from server.model_registry import ModelRegistry
+from server.serving.engine import InferenceEngine
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.files import FileRepository
@@ -24,6 +26,8 @@ class Services:
     jobs: JobRepository
     registry: ModelRegistry
     lifecycle: JobLifecycle
+    catalog: ModelCatalog
+    engine: InferenceEngine
 
 
 def services(request: Request) -> Services:

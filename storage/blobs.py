@@ -64,5 +64,11 @@ class BlobStore:
             raise
         return writer.commit()
 
+    def adopt(self, blob_id: str, path: Path) -> Path:
+        """Move a finished file (written under `temp_dir`, so on the same file system) into the store."""
+        final = self.path(blob_id)
+        os.replace(path, final)
+        return final
+
     def delete(self, blob_id: str) -> None:
         self.path(blob_id).unlink(missing_ok=True)

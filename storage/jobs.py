@@ -19,6 +19,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
     id: str
     project: str
     model: str
+    base_model: str | None = None
     training_file: str
     validation_file: str | None
     status: str
@@ -200,6 +201,24 @@ class JobRepository:
 
     def mark_checkpoint_deleted(self, checkpoint_id: str) -> None:
         self.db.execute("UPDATE checkpoints SET deleted = 1 WHERE id = ?", (checkpoint_id,))
+
+    def model_checkpoint(self, project: str, name: str) -> CheckpointRecord | None:
+        """The live checkpoint called `name` of a succeeded job in `project`: a model that can be served."""
+        row = self.db.one(
+            "SELECT checkpoints.* FROM checkpoints JOIN jobs ON jobs.id = checkpoints.job_id"
+            " WHERE fine_tuned_model_checkpoint = ? AND deleted = 0 AND project = ? AND jobs.status = 'succeeded'",
+            (name, project),
+        )
+        return _from_row(CheckpointRecord, row) if row else None
+
+    def model_checkpoints(self, project: str) -> list[CheckpointRecord]:
+        """Every servable checkpoint of `project`, oldest first."""
+        rows = self.db.all(
+            "SELECT checkpoints.* FROM checkpoints JOIN jobs ON jobs.id = checkpoints.job_id"
+            " WHERE deleted = 0 AND project = ? AND jobs.status = 'succeeded' ORDER BY checkpoints.seq",
+            (project,),
+        )
+        return [_from_row(CheckpointRecord, row) for row in rows]
 
     def live_state_blobs(self) -> set[str]:
         rows = self.db.all("SELECT state_blob FROM checkpoints WHERE deleted = 0 AND state_blob IS NOT NULL")

@@ -87,6 +87,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX checkpoints_by_job ON checkpoints (job_id, deleted, seq);
     """,
+    # 3: serving fine-tuned models. A checkpoint's name is a model id that chat requests look up;
+    # `base_model` keeps the registry id a job trained on, so an alias it was created under can go.
+    """
+    CREATE INDEX checkpoints_by_name ON checkpoints (fine_tuned_model_checkpoint);
+    ALTER TABLE jobs ADD COLUMN base_model TEXT;
+    """,
 ]
 
 

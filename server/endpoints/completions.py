@@ -1,0 +1,194 @@
+"""`/v1/chat/completions` and `/v1/completions`: generation with base and fine-tuned models,
+answered whole or streamed as server-sent events."""
+
+import time
+from typing import AsyncIterator, Callable
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from server.completions_protocol import (
+    AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
+    ChatDelta, Completion, CompletionChoice, CompletionRequest, Usage,
+)
+from server.errors import invalid_request
+from server.requests import decode_json
+from server.responses import MsgspecResponse
+from server.serving.engine import ChoiceDone, Event, Failed, Generation, GenerationRequest, Piece, Started
+from server.serving.params import (
+    chat_messages, chat_sampling, choice_count, completion_prompts, completion_sampling,
+)
+from server.services import project, services
+from storage.ids import new_id
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Outcome:
+    """A generation's events, gathered."""
+
+    def __init__(self, choices: int):
+        self.texts = [""] * choices
+        self.finish_reasons: list[str] = ["stop"] * choices
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def take(self, event: Event) -> None:
+        if isinstance(event, Failed):
+            raise event.error
+        if isinstance(event, Started):
+            self.prompt_tokens = event.prompt_tokens
+            for choice, text in event.echoed.items():
+                self.texts[choice] = text
+        elif isinstance(event, Piece):
+            self.texts[event.choice] += event.text
+        elif isinstance(event, ChoiceDone):
+            self.finish_reasons[event.choice] = event.finish_reason
+            self.completion_tokens += event.completion_tokens
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                     total_tokens=self.prompt_tokens + self.completion_tokens)
+
+
+async def _gather(generation: Generation) -> Outcome:
+    outcome = Outcome(generation.choices)
+    async for event in generation.events():
+        outcome.take(event)
+    return outcome
+
+
+def _include_usage(stream: bool | None, options) -> bool:
+    if options is not None and not stream:
+        raise invalid_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                              param="stream_options")
+    return bool(options and options.include_usage)
+
+
+async def _start(generation: Generation) -> AsyncIterator[Event]:
+    """Wait for the request to be taken on (model loaded, prompt tokenised), so that a bad request
+    is still answered with an error status rather than a stream that fails."""
+    events = generation.events()
+    first = await anext(events)
+    if isinstance(first, Failed):
+        raise first.error
+
+    async def replay() -> AsyncIterator[Event]:
+        yield first
+        async for event in events:
+            yield event
+
+    return replay()
+
+
+def _data(payload: object) -> bytes:
+    return b"data: " + _encode(payload) + b"\n\n"
+
+
+def _event_stream(generation: Generation, events: AsyncIterator[Event], chunks: Callable[[Event], list],
+                  usage_chunk: Callable[[Usage], object] | None) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        outcome = Outcome(generation.choices)
+        try:
+            async for event in events:
+                if isinstance(event, Failed):  # after the 200 went out: OpenAI's in-stream error
+                    yield _data({"error": event.error.detail})
+                    return
+                outcome.take(event)
+                for chunk in chunks(event):
+                    yield _data(chunk)
+            if usage_chunk is not None:
+                yield _data(usage_chunk(outcome.usage))
+            yield b"data: [DONE]\n\n"
+        finally:
+            generation.cancel()  # a client that went away stops its generation
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+
+async def chat_completions(request: Request) -> MsgspecResponse | StreamingResponse:
+    svc = services(request)
+    body = await decode_json(request, ChatCompletionRequest)
+    params = chat_sampling(body)
+    include_usage = _include_usage(body.stream, body.stream_options)
+    n = choice_count(body.n)
+    served = svc.catalog.get(project(request), body.model)
+    generation = svc.engine.submit(GenerationRequest(
+        served=served, prompts=[chat_messages(body.messages)], n=n, params=params, chat=True,
+    ))
+    completion_id, created = new_id("chatcmpl-"), int(time.time())
+    if not body.stream:
+        outcome = await _gather(generation)
+        return MsgspecResponse(ChatCompletion(
+            id=completion_id, created=created, model=body.model, usage=outcome.usage,
+            choices=[
+                ChatChoice(index=index, message=AssistantMessage(content=text),
+                           finish_reason=outcome.finish_reasons[index])  # type: ignore[arg-type]
+                for index, text in enumerate(outcome.texts)
+            ],
+        ))
+
+    def chunk(choices: list[ChatChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(id=completion_id, created=created, model=body.model, choices=choices, usage=usage)
+
+    def chunks(event: Event) -> list[ChatCompletionChunk]:
+        if isinstance(event, Started):
+            return [chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))]) for i in range(n)]
+        if isinstance(event, Piece):
+            return [chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(content=event.text))])]
+        if isinstance(event, ChoiceDone):
+            return [chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(),
+                                           finish_reason=event.finish_reason)])]  # type: ignore[arg-type]
+        return []
+
+    events = await _start(generation)
+    return _event_stream(generation, events, chunks, (lambda usage: chunk([], usage)) if include_usage else None)
+
+
+async def completions(request: Request) -> MsgspecResponse | StreamingResponse:
+    svc = services(request)
+    body = await decode_json(request, CompletionRequest)
+    params = completion_sampling(body)
+    include_usage = _include_usage(body.stream, body.stream_options)
+    n = choice_count(body.n)
+    prompts = completion_prompts(body.prompt)
+    served = svc.catalog.get(project(request), body.model)
+    generation = svc.engine.submit(GenerationRequest(
+        served=served, prompts=prompts, n=n, params=params, chat=False, echo=bool(body.echo),
+    ))
+    completion_id, created = new_id("cmpl-"), int(time.time())
+
+    def completion(choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
+        return Completion(id=completion_id, created=created, model=body.model, choices=choices, usage=usage)
+
+    if not body.stream:
+        outcome = await _gather(generation)
+        return MsgspecResponse(completion(
+            [
+                CompletionChoice(index=index, text=text, finish_reason=outcome.finish_reasons[index])  # type: ignore[arg-type]
+                for index, text in enumerate(outcome.texts)
+            ],
+            outcome.usage,
+        ))
+
+    def chunks(event: Event) -> list[Completion]:
+        if isinstance(event, Started):
+            return [completion([CompletionChoice(index=i, text=text)]) for i, text in event.echoed.items()]
+        if isinstance(event, Piece):
+            return [completion([CompletionChoice(index=event.choice, text=event.text)])]
+        if isinstance(event, ChoiceDone):
+            return [completion([CompletionChoice(index=event.choice, text="",
+                                                 finish_reason=event.finish_reason)])]  # type: ignore[arg-type]
+        return []
+
+    events = await _start(generation)
+    return _event_stream(generation, events, chunks, (lambda usage: completion([], usage)) if include_usage else None)
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/completions", completions, methods=["POST"]),
+]

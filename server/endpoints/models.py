@@ -1,0 +1,55 @@
+"""`/v1/models`: list, retrieve and delete models, and export a fine-tuned model's weights as files.
+
+Model ids hold colons (`ft:…`) and, for hub-style names, slashes; the routes take the rest of the path.
+"""
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from server.endpoints.files import file_object
+from server.protocol import DeletedObject, ExportModelRequest, ModelExport, ModelList
+from server.requests import decode_json
+from server.responses import MsgspecResponse
+from server.serving.export import export_format, merged_files
+from server.services import project, services
+
+
+async def list_models(request: Request) -> MsgspecResponse:
+    return MsgspecResponse(ModelList(data=services(request).catalog.list(project(request))))
+
+
+async def retrieve_model(request: Request) -> MsgspecResponse:
+    served = services(request).catalog.get(project(request), request.path_params["model"])
+    return MsgspecResponse(served.wire())
+
+
+async def delete_model(request: Request) -> MsgspecResponse:
+    svc = services(request)
+    name = request.path_params["model"]
+    weights = svc.catalog.delete(project(request), name)
+    svc.engine.forget(weights.checkpoint_id)
+    return MsgspecResponse(DeletedObject(id=name, object="model", deleted=True))
+
+
+async def export_model(request: Request) -> MsgspecResponse:
+    svc = services(request)
+    body = await decode_json(request, ExportModelRequest, empty=ExportModelRequest())
+    served = svc.catalog.get(project(request), request.path_params["model"])
+    export = export_format(served, body.format)
+    if export == "merged" and served.weights.kind == "adapter":
+        records = await asyncio.to_thread(merged_files, served, project(request), svc.files, svc.blobs)
+    else:  # the checkpoint's own files already are the export
+        records = [record for file_id in served.weights.file_ids if (record := svc.files.get_live(file_id))]
+    return MsgspecResponse(ModelExport(
+        model=served.name, format=export, files=[file_object(record) for record in records],  # type: ignore[arg-type]
+    ))
+
+
+routes = [
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}/export", export_model, methods=["POST"]),
+    Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+    Route("/v1/models/{model:path}", delete_model, methods=["DELETE"]),
+]

@@ -1,0 +1,146 @@
+"""Every model a project can call: the registry's base models (and their aliases) and the
+checkpoints of its succeeded fine-tuning jobs, each checkpoint name being a model id.
+
+A fine-tuned model is its base model plus the files of its checkpoint: a LoRA adapter, or full weights.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from server.errors import APIError
+from server.job_lifecycle import JobLifecycle
+from server.model_registry import BaseModel, ModelRegistry
+from server.protocol import Model
+from storage.blobs import BlobStore
+from storage.files import FileRepository
+from storage.jobs import CheckpointRecord, JobRepository
+
+SYSTEM_OWNER = "system"
+
+
+@dataclass(frozen=True)
+class FineTunedWeights:
+    checkpoint_id: str  # identifies the weights, e.g. in the server's cache of loaded models
+    kind: Literal["adapter", "full"]
+    files: dict[str, Path]  # file name → blob holding it
+    file_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str  # as the client called it
+    base: BaseModel
+    weights: FineTunedWeights | None  # None: the base model itself
+    owned_by: str
+    created: int
+
+    def wire(self) -> Model:
+        return Model(id=self.name, created=self.created, owned_by=self.owned_by)
+
+
+class WeightsFolder:
+    """A checkpoint's files under their own names, as `from_pretrained` expects: links to the blobs."""
+
+    def __init__(self, name: str, weights: FineTunedWeights):
+        self.name = name
+        self.weights = weights
+
+    def __enter__(self) -> str:
+        self._temp = tempfile.TemporaryDirectory(prefix="gxft-model-")
+        for filename, blob in self.weights.files.items():
+            if not blob.exists():
+                self._temp.cleanup()
+                raise APIError(
+                    409, f"A file of {self.name} ({filename}) has been deleted, so the model cannot be loaded.",
+                    param="model", code="model_files_missing",
+                )
+            os.symlink(blob, Path(self._temp.name) / filename)
+        return self._temp.name
+
+    def __exit__(self, *exc) -> None:
+        self._temp.cleanup()
+
+
+def model_not_found(name: str, available: list[str]) -> APIError:
+    shown = ", ".join(available[:20]) + (", …" if len(available) > 20 else "")
+    return APIError(
+        404,
+        f"The model {name!r} does not exist or you do not have access to it. Available models: {shown}.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+class ModelCatalog:
+    def __init__(self, registry: ModelRegistry, jobs: JobRepository, files: FileRepository, blobs: BlobStore,
+                 lifecycle: JobLifecycle):
+        self.registry = registry
+        self.jobs = jobs
+        self.files = files
+        self.blobs = blobs
+        self.lifecycle = lifecycle
+
+    def list(self, project: str) -> list[Model]:
+        base = [self._base(name).wire() for name in self.registry.names()]
+        tuned = [
+            Model(id=checkpoint.fine_tuned_model_checkpoint, created=checkpoint.created_at, owned_by=project)
+            for checkpoint in self.jobs.model_checkpoints(project)
+        ]
+        return base + tuned
+
+    def get(self, project: str, name: str) -> ServedModel:
+        if self.registry.get(name) is not None:
+            return self._base(name)
+        checkpoint = self.jobs.model_checkpoint(project, name)
+        if checkpoint is None:
+            raise model_not_found(name, [model.id for model in self.list(project)])
+        return self._fine_tuned(project, checkpoint)
+
+    def delete(self, project: str, name: str) -> FineTunedWeights:
+        if self.registry.get(name) is not None:
+            raise APIError(
+                403,
+                f"{name!r} is a base model of this server and cannot be deleted; only fine-tuned models can. "
+                "Base models are configured in the model registry file.",
+                type="permission_error",
+                param="model",
+                code="model_not_deletable",
+            )
+        served = self.get(project, name)
+        assert served.weights is not None
+        self.lifecycle.delete_checkpoint(self.jobs.model_checkpoint(project, name))
+        return served.weights
+
+    def _base(self, name: str) -> ServedModel:
+        model = self.registry.get(name)
+        assert model is not None
+        return ServedModel(name=name, base=model, weights=None, owned_by=SYSTEM_OWNER, created=model.created)
+
+    def _fine_tuned(self, project: str, checkpoint: CheckpointRecord) -> ServedModel:
+        job = self.jobs.get(checkpoint.job_id)
+        assert job is not None
+        base = self.registry.get(job.base_model or job.model)
+        if base is None:
+            raise APIError(
+                409,
+                f"{checkpoint.fine_tuned_model_checkpoint} was trained on {job.base_model or job.model}, which is no "
+                "longer in this server's model registry.",
+                param="model",
+                code="base_model_unavailable",
+            )
+        files = {}
+        for file_id in checkpoint.result_files:
+            record = self.files.get_live(file_id)
+            if record is not None:
+                files[record.filename] = self.blobs.path(file_id)
+        weights = FineTunedWeights(
+            checkpoint_id=checkpoint.id,
+            kind="adapter" if "adapter_config.json" in files else "full",
+            files=files,
+            file_ids=tuple(checkpoint.result_files),
+        )
+        return ServedModel(name=checkpoint.fine_tuned_model_checkpoint, base=base, weights=weights,
+                           owned_by=project, created=checkpoint.created_at)

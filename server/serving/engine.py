@@ -1,0 +1,153 @@
+"""The inference engine: one thread that owns the loaded models and runs generation, so the event
+loop never waits on torch. torch is imported by that thread on the first request, not before.
+
+Requests waiting when the thread comes round are served together: those on the same loaded model
+(a base and its LoRA adapters, or one fully fine-tuned model) share one batch.
+"""
+
+import asyncio
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from server.errors import APIError
+from server.model_catalog import ServedModel
+from server.serving.params import SamplingParams
+
+log = logging.getLogger("gxft.serving")
+
+Prompt = list[dict[str, Any]] | str | list[int]  # chat messages, a text, or token ids
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    served: ServedModel
+    prompts: list[Prompt]
+    n: int
+    params: SamplingParams
+    chat: bool
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class Started:
+    prompt_tokens: int
+    echoed: dict[int, str]  # choice → the prompt text it starts with (completions' `echo`)
+
+
+@dataclass(frozen=True)
+class Piece:
+    choice: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ChoiceDone:
+    choice: int
+    finish_reason: str
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: APIError
+
+
+Event = Started | Piece | ChoiceDone | Failed
+
+
+class Generation:
+    """A submitted request as its endpoint sees it: a stream of events, ending after its last
+    ChoiceDone or a Failed."""
+
+    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
+        self.request = request
+        self.choices = request.n * len(request.prompts)
+        self.cancelled = False  # read by the engine thread between steps
+        self._loop = loop
+        self._events: asyncio.Queue[list[Event]] = asyncio.Queue()
+
+    def deliver(self, events: list[Event]) -> None:
+        """Called from the engine thread."""
+        self._loop.call_soon_threadsafe(self._events.put_nowait, events)
+
+    async def events(self) -> AsyncIterator[Event]:
+        open_choices = self.choices
+        while open_choices:
+            for event in await self._events.get():
+                yield event
+                if isinstance(event, Failed):
+                    return
+                if isinstance(event, ChoiceDone):
+                    open_choices -= 1
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+_STOP = object()
+
+
+class InferenceEngine:
+    def __init__(self, max_batch_rows: int = 32, adapter_slots: int = 8, full_model_slots: int = 2):
+        self.max_batch_rows = max_batch_rows
+        self.adapter_slots = adapter_slots
+        self.full_model_slots = full_model_slots
+        self._inbox: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        generation = Generation(request, asyncio.get_running_loop())
+        self._start()
+        self._inbox.put(generation)
+        return generation
+
+    def forget(self, checkpoint_id: str) -> None:
+        """Unload a deleted fine-tuned model, if it is loaded."""
+        if self._thread is not None:
+            self._inbox.put(("forget", checkpoint_id))
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._inbox.put(_STOP)
+            self._thread.join(timeout=10)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="gxft-inference", daemon=True)
+                self._thread.start()
+
+    # The engine thread
+
+    def _run(self) -> None:
+        from server.serving.batching import BatchRunner  # imports torch
+
+        runner = BatchRunner(self.adapter_slots, self.full_model_slots, self.max_batch_rows)
+        while True:
+            item = self._inbox.get()
+            wave = [item]
+            while True:
+                try:
+                    wave.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in wave:
+                return
+            generations = []
+            for entry in wave:
+                if isinstance(entry, tuple):
+                    runner.cache.forget(entry[1])
+                elif not entry.cancelled:
+                    generations.append(entry)
+            groups: dict[str, tuple[Any, list]] = {}
+            for generation in generations:
+                placed = runner.place(generation)
+                if placed is not None:
+                    placement, rows = placed
+                    groups.setdefault(placement.group, (placement.loaded, []))[1].extend(rows)
+            for loaded, rows in groups.values():
+                runner.run(loaded, rows)

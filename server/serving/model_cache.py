@@ -1,0 +1,143 @@
+"""Models loaded for serving, kept in memory between requests.
+
+Each base model is loaded once. LoRA adapters load onto their base on first use (peft keeps
+several side by side) and the least recently used is dropped past `adapter_slots`. A model
+fine-tuned on all its weights is a model of its own; `full_model_slots` of them stay loaded.
+Only the engine thread touches this cache.
+"""
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from server.errors import APIError
+from server.model_catalog import ServedModel, WeightsFolder
+from server.serving.generation import BASE_ADAPTER
+
+log = logging.getLogger("gxft.serving")
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    device: torch.device
+    adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)  # loaded LoRA adapters, oldest first
+
+    @property
+    def has_adapters(self) -> bool:
+        return bool(self.adapters)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a request runs: which loaded model, and which adapter on it."""
+
+    group: str
+    loaded: LoadedModel
+    adapter: str
+
+
+def serving_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _load(path: str, name: str) -> LoadedModel:
+    device = serving_device()
+    dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    except Exception as exc:
+        raise APIError(
+            500, f"The model {name!r} could not be loaded from {path}: {exc}", type="server_error",
+            code="model_load_failed",
+        ) from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device)
+
+
+class ModelCache:
+    def __init__(self, adapter_slots: int = 8, full_model_slots: int = 2):
+        self.adapter_slots = adapter_slots
+        self.full_model_slots = full_model_slots
+        self._bases: dict[str, LoadedModel] = {}
+        self._full: OrderedDict[str, LoadedModel] = OrderedDict()
+        self.load_seconds: dict[str, float] = {}  # the last load time of each model, for logs and benchmarks
+
+    def place(self, served: ServedModel) -> Placement:
+        weights = served.weights
+        if weights is None:
+            return Placement(served.base.id, self._base(served.base.id, served.base.path), BASE_ADAPTER)
+        if weights.kind == "full":
+            return Placement(weights.checkpoint_id, self._full_model(served), BASE_ADAPTER)
+        base = self._base(served.base.id, served.base.path)
+        self._adapter(base, served)
+        return Placement(served.base.id, base, weights.checkpoint_id)
+
+    def forget(self, checkpoint_id: str) -> None:
+        """Unload a deleted model's weights."""
+        self._full.pop(checkpoint_id, None)
+        for base in self._bases.values():
+            if checkpoint_id in base.adapters and len(base.adapters) > 1:
+                base.model.delete_adapter(checkpoint_id)
+                del base.adapters[checkpoint_id]
+
+    def _timed(self, name: str, load):
+        started = time.perf_counter()
+        result = load()
+        self.load_seconds[name] = time.perf_counter() - started
+        log.info("loaded %s in %.2f s", name, self.load_seconds[name])
+        return result
+
+    def _base(self, model_id: str, path: str) -> LoadedModel:
+        if model_id not in self._bases:
+            self._bases[model_id] = self._timed(model_id, lambda: _load(path, model_id))
+        return self._bases[model_id]
+
+    def _full_model(self, served: ServedModel) -> LoadedModel:
+        key = served.weights.checkpoint_id
+        if key in self._full:
+            self._full.move_to_end(key)
+            return self._full[key]
+
+        def load() -> LoadedModel:
+            with WeightsFolder(served.name, served.weights) as folder:
+                return _load(folder, served.name)
+
+        self._full[key] = self._timed(served.name, load)
+        while len(self._full) > self.full_model_slots:
+            self._full.popitem(last=False)
+        return self._full[key]
+
+    def _adapter(self, base: LoadedModel, served: ServedModel) -> None:
+        from peft import PeftModel
+
+        key = served.weights.checkpoint_id
+        if key in base.adapters:
+            base.adapters.move_to_end(key)
+            return
+
+        def load() -> None:
+            with WeightsFolder(served.name, served.weights) as folder:
+                try:
+                    if isinstance(base.model, PeftModel):
+                        base.model.load_adapter(folder, adapter_name=key)
+                    else:
+                        base.model = PeftModel.from_pretrained(base.model, folder, adapter_name=key).eval()
+                except Exception as exc:
+                    raise APIError(
+                        500, f"The adapter of {served.name} could not be loaded: {exc}", type="server_error",
+                        code="model_load_failed",
+                    ) from exc
+
+        self._timed(served.name, load)
+        base.adapters[key] = None
+        while len(base.adapters) > self.adapter_slots:
+            oldest, _ = base.adapters.popitem(last=False)
+            base.model.delete_adapter(oldest)
