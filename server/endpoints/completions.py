@@ -118,7 +118,7 @@ async def chat_completions(request: Request) -> MsgspecResponse | StreamingRespo
     served = svc.catalog.get(project(request), body.model)
     generation = svc.engine.submit(GenerationRequest(
         served=served, prompts=[chat_messages(body.messages)], n=n, params=params, chat=True,
-    ))
+    ), stream=bool(body.stream))
     completion_id, created = new_id("chatcmpl-"), int(time.time())
     if not body.stream:
         outcome = await _gather(generation)
@@ -158,7 +158,7 @@ async def completions(request: Request) -> MsgspecResponse | StreamingResponse:
     served = svc.catalog.get(project(request), body.model)
     generation = svc.engine.submit(GenerationRequest(
         served=served, prompts=prompts, n=n, params=params, chat=False, echo=bool(body.echo),
-    ))
+    ), stream=bool(body.stream))
     completion_id, created = new_id("cmpl-"), int(time.time())
 
     def completion(choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:

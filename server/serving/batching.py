@@ -1,14 +1,16 @@
 """The engine thread's work: turn requests into rows on a loaded model, run them in batches,
 and hand each request its events."""
 
+import contextlib
 import logging
 from collections import defaultdict
+from typing import Iterator
 
 import torch
 
 from server.errors import APIError
 from server.serving.engine import ChoiceDone, Failed, Generation, Piece, Started
-from server.serving.generation import Row, Sampler, budget, end_of_turn_ids, generate
+from server.serving.generation import BASE_ADAPTER, Row, Sampler, budget, end_of_turn_ids, generate
 from server.serving.model_cache import LoadedModel, ModelCache, Placement
 from server.serving.text import TextAssembler
 
@@ -17,6 +19,22 @@ log = logging.getLogger("gxft.serving")
 
 def _server_error(exc: Exception) -> APIError:
     return APIError(500, f"Generation failed: {type(exc).__name__}: {exc}", type="server_error")
+
+
+@contextlib.contextmanager
+def _adapters_for(loaded: LoadedModel, adapters: set[str]) -> Iterator[bool]:
+    """Set up the model for a batch's adapters; yield whether rows need peft's per-row (mixed) forward,
+    which is slower than one adapter, or none, for the whole batch."""
+    if not loaded.has_adapters:
+        yield False
+    elif adapters == {BASE_ADAPTER}:
+        with loaded.model.disable_adapter():
+            yield False
+    elif len(adapters) == 1:
+        loaded.model.set_adapter(next(iter(adapters)))
+        yield False
+    else:
+        yield True
 
 
 class BatchRunner:
@@ -83,8 +101,8 @@ class BatchRunner:
 
     def _run_batch(self, loaded: LoadedModel, rows: list[Row]) -> None:
         try:
-            generate(loaded.model, rows, loaded.tokenizer.pad_token_id, loaded.device, loaded.has_adapters,
-                     self._deliver)
+            with _adapters_for(loaded, {row.adapter for row in rows}) as mixed:
+                generate(loaded.model, rows, loaded.tokenizer.pad_token_id, loaded.device, mixed, self._deliver)
         except Exception as exc:
             log.exception("generation failed")
             failed = {id(row.owner): row.owner for row in rows if row.finish_reason is None}

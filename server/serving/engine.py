@@ -62,21 +62,37 @@ class Generation:
     """A submitted request as its endpoint sees it: a stream of events, ending after its last
     ChoiceDone or a Failed."""
 
-    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
+    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop, stream: bool):
         self.request = request
         self.choices = request.n * len(request.prompts)
         self.cancelled = False  # read by the engine thread between steps
+        self._stream = stream
         self._loop = loop
-        self._events: asyncio.Queue[list[Event]] = asyncio.Queue()
+        self._buffer: list[Event] = []
+        self._lock = threading.Lock()
+        self._woken = False
+        self._ready = asyncio.Event()
 
     def deliver(self, events: list[Event]) -> None:
-        """Called from the engine thread."""
-        self._loop.call_soon_threadsafe(self._events.put_nowait, events)
+        """Called from the engine thread. The event loop is woken once per batch of events it has
+        not read yet, and for an answer that is not streamed only when a choice ends: waking it
+        for every token would cost more than generating the token."""
+        with self._lock:
+            self._buffer.extend(events)
+            if self._woken or not (self._stream or any(isinstance(e, (ChoiceDone, Failed)) for e in events)):
+                return
+            self._woken = True
+        self._loop.call_soon_threadsafe(self._ready.set)
 
     async def events(self) -> AsyncIterator[Event]:
         open_choices = self.choices
         while open_choices:
-            for event in await self._events.get():
+            await self._ready.wait()
+            with self._lock:
+                self._ready.clear()
+                self._woken = False
+                events, self._buffer = self._buffer, []
+            for event in events:
                 yield event
                 if isinstance(event, Failed):
                     return
@@ -99,8 +115,8 @@ class InferenceEngine:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, request: GenerationRequest) -> Generation:
-        generation = Generation(request, asyncio.get_running_loop())
+    def submit(self, request: GenerationRequest, stream: bool) -> Generation:
+        generation = Generation(request, asyncio.get_running_loop(), stream)
         self._start()
         self._inbox.put(generation)
         return generation
