@@ -153,17 +153,28 @@ class InferenceEngine:
                     break
             if _STOP in wave:
                 return
-            generations = []
-            for entry in wave:
-                if isinstance(entry, tuple):
-                    runner.cache.forget(entry[1])
-                elif not entry.cancelled:
-                    generations.append(entry)
-            groups: dict[str, tuple[Any, list]] = {}
-            for generation in generations:
-                placed = runner.place(generation)
-                if placed is not None:
-                    placement, rows = placed
-                    groups.setdefault(placement.group, (placement.loaded, []))[1].extend(rows)
-            for loaded, rows in groups.values():
-                runner.run(loaded, rows)
+            try:
+                self._serve_wave(runner, wave)
+            except Exception as exc:  # the engine outlives any one wave; its requests get an error
+                log.exception("serving a wave of requests failed")
+                error = APIError(500, f"Generation failed: {type(exc).__name__}: {exc}", type="server_error")
+                for entry in wave:
+                    if isinstance(entry, Generation):
+                        entry.deliver([Failed(error)])
+
+    @staticmethod
+    def _serve_wave(runner, wave: list) -> None:
+        generations = []
+        for entry in wave:
+            if isinstance(entry, tuple):
+                runner.cache.forget(entry[1])
+            elif not entry.cancelled:
+                generations.append(entry)
+        groups: dict[str, tuple[Any, list]] = {}
+        for generation in generations:
+            placed = runner.place(generation)
+            if placed is not None:
+                placement, rows = placed
+                groups.setdefault(placement.group, (placement.loaded, []))[1].extend(rows)
+        for loaded, rows in groups.values():
+            runner.run(loaded, rows)
