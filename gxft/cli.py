@@ -1,4 +1,8 @@
-"""The `gxft` command: `serve` runs the server, `worker` a training worker, `validate` checks JSONL files."""
+"""gxft: serve, train and use fine-tuned models.
+
+`serve` runs the server and `worker` a training worker. `files`, `jobs`, `models`, `chat` and
+`check-connection` drive any OpenAI-compatible fine-tuning API (GXFT, OpenAI, Nebius). `validate`,
+`create-config`, `train` and `evaluate` work locally, with no server."""
 
 import argparse
 import logging
@@ -75,6 +79,104 @@ def validate(args: argparse.Namespace) -> int:
     return 0 if all_ok else 1
 
 
+def _remote(handler):
+    """Run a remote command with a client; API and connection errors end it with a message and status 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        import openai
+
+        from gxft.remote import make_client
+
+        client = make_client(args)
+        try:
+            return handler(args, client)
+        except openai.APIStatusError as exc:
+            print(f"gxft: {exc.status_code} {exc.message}", file=sys.stderr)
+        except openai.APIConnectionError as exc:
+            print(f"gxft: cannot reach {client.base_url}: {exc}", file=sys.stderr)
+        return 1
+
+    return run
+
+
+def _local(name: str):
+    def run(args: argparse.Namespace) -> int:
+        from gxft import local
+
+        return getattr(local, name)(args)
+
+    return run
+
+
+def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
+    from gxft import remote
+
+    def leaf(group, name: str, handler, help: str) -> argparse.ArgumentParser:
+        parser = group.add_parser(name, help=help, description=help, parents=[endpoint])
+        parser.set_defaults(run=_remote(handler))
+        return parser
+
+    files = commands.add_parser("files", help="upload, list, get, download and delete files").add_subparsers(
+        dest="files_command", required=True)
+    upload = leaf(files, "upload", remote.files_upload, "upload a file, then wait for its validation")
+    upload.add_argument("file")
+    upload.add_argument("--purpose", default="fine-tune")
+    upload.add_argument("--no-wait", action="store_true", help="do not wait for validation")
+    leaf(files, "list", remote.files_list, "list files, newest first").add_argument("--purpose")
+    leaf(files, "get", remote.files_get, "show one file").add_argument("id")
+    download = leaf(files, "download", remote.files_download, "save a file's content")
+    download.add_argument("id")
+    download.add_argument("-o", "--output", help="where to save it (default: its file name)")
+    leaf(files, "delete", remote.files_delete, "delete a file").add_argument("id")
+
+    jobs = commands.add_parser("jobs", help="create, watch and manage fine-tuning jobs").add_subparsers(
+        dest="jobs_command", required=True)
+    create = leaf(jobs, "create", remote.jobs_create, "create a fine-tuning job (local files are uploaded first)")
+    create.add_argument("--model", required=True)
+    create.add_argument("--training-file", required=True, help="a file id, or a local JSONL path")
+    create.add_argument("--validation-file", help="a file id, or a local JSONL path")
+    create.add_argument("--epochs", type=int)
+    create.add_argument("--batch-size", type=int)
+    create.add_argument("--learning-rate", type=float, help="the rate itself (Nebius)")
+    create.add_argument("--learning-rate-multiplier", type=float, help="scales the model's base rate (OpenAI)")
+    create.add_argument("--lora", action=argparse.BooleanOptionalAction, help="LoRA adapter or all weights")
+    create.add_argument("--lora-r", type=int)
+    create.add_argument("--lora-alpha", type=float)
+    create.add_argument("--packing", action=argparse.BooleanOptionalAction)
+    create.add_argument("--suffix")
+    create.add_argument("--seed", type=int)
+    create.add_argument("--watch", action="store_true", help="then watch it to its end")
+    leaf(jobs, "list", remote.jobs_list, "list jobs, newest first").add_argument("--limit", type=int, default=20)
+    leaf(jobs, "get", remote.jobs_get, "show one job").add_argument("id")
+    for action in ("cancel", "pause", "resume"):
+        leaf(jobs, action, remote.jobs_action, f"{action} a job").add_argument("id")
+        jobs.choices[action].set_defaults(action=action)
+    events = leaf(jobs, "events", remote.jobs_events, "a job's events, oldest first")
+    events.add_argument("id")
+    events.add_argument("--limit", type=int, default=100)
+    leaf(jobs, "checkpoints", remote.jobs_checkpoints, "a job's checkpoints").add_argument("id")
+    leaf(jobs, "watch", remote.jobs_watch, "a live bar over a job's steps; exit status 0 only on success"
+         ).add_argument("id")
+    fetch = leaf(jobs, "download", remote.jobs_download, "fetch a checkpoint's files into a folder that peft loads")
+    fetch.add_argument("id")
+    fetch.add_argument("--checkpoint", type=int, metavar="STEP", help="its step number (default: the last)")
+    fetch.add_argument("--dir", help="the folder (default: JOB-step-N)")
+
+    models = commands.add_parser("models", help="list and delete models").add_subparsers(
+        dest="models_command", required=True)
+    leaf(models, "list", remote.models_list, "base and fine-tuned models")
+    leaf(models, "delete", remote.models_delete, "delete a fine-tuned model").add_argument("model")
+
+    chat = leaf(commands, "chat", remote.chat, "ask a model, streaming its answer")
+    chat.add_argument("model")
+    chat.add_argument("prompt")
+    chat.add_argument("--system", help="a system message")
+    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--temperature", type=float)
+    leaf(commands, "check-connection", remote.check_connection,
+         "check the models, jobs and files endpoints: status and latency")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gxft", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +207,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-examples", type=int, default=10, help="fewest examples a training file needs (default 10)"
     )
     validate_parser.set_defaults(run=validate)
+
+    endpoint = argparse.ArgumentParser(add_help=False)
+    endpoint.add_argument("--base-url", help="the API (default $OPENAI_BASE_URL or http://127.0.0.1:8000/v1)")
+    endpoint.add_argument("--api-key", help="default $OPENAI_API_KEY")
+    endpoint.add_argument("--json", action="store_true", help="print JSON")
+    _add_remote_commands(commands, endpoint)
+
+    config_parser = commands.add_parser("create-config", help="write a training config file (seed 000's layout)")
+    config_parser.add_argument("name", help="writes NAME.json, or NAME.yaml with --yaml")
+    config_parser.add_argument("--model", required=True, help="a registry id or a model folder")
+    config_parser.add_argument("--dataset", required=True, help="a JSONL file")
+    config_parser.add_argument("--method", choices=("sft", "lora", "qlora"), default="lora")
+    config_parser.add_argument("--format", choices=("chat", "alpaca", "prompt_completion", "text"),
+                               help="the dataset's format (default: detected)")
+    config_parser.add_argument("--yaml", action="store_true")
+    config_parser.set_defaults(run=_local("create_config"))
+
+    train_parser = commands.add_parser("train", help="train locally from a config file, no server needed")
+    train_parser.add_argument("config", help="a .json, .yaml or .yml file from create-config")
+    train_parser.set_defaults(run=_local("train"))
+
+    evaluate_parser = commands.add_parser("evaluate", help="loss, perplexity and token accuracy of a model on a dataset")
+    evaluate_parser.add_argument("model_dir", help="a folder with a model or an adapter (from train or jobs download)")
+    evaluate_parser.add_argument("--dataset", required=True)
+    evaluate_parser.add_argument("--format", choices=("chat", "alpaca", "prompt_completion", "text"))
+    evaluate_parser.add_argument("--max-length", type=int, default=2048)
+    evaluate_parser.add_argument("--batch-size", type=int, default=8)
+    evaluate_parser.add_argument("--json", action="store_true", help="print JSON")
+    evaluate_parser.set_defaults(run=_local("evaluate"))
     return parser
 
 

@@ -29,6 +29,7 @@ class TrainingSettings(msgspec.Struct, kw_only=True):
     packing: bool
     max_grad_norm: float
     context_length: int
+    lora_target_modules: list[str] | None = None  # None: every linear layer but the output head
 
 
 class Bound(msgspec.Struct, frozen=True):

@@ -147,11 +147,16 @@ def steps_per_epoch(example_count: int, batch_size: int) -> int:
     return -(-example_count // batch_size)
 
 
-def write_metrics_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    """OpenAI's step_metrics.csv, base64-encoded as OpenAI serves it (decode with base64.b64decode)."""
+def metrics_csv(rows: list[dict[str, Any]]) -> str:
+    """OpenAI's step_metrics.csv: one row per step, empty cells for what was not computed."""
     columns = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
     lines = [",".join(columns)]
     for row in rows:
         lines.append(",".join("" if row.get(c) is None else f"{row[c]:.6g}" for c in columns))
-    path.write_bytes(base64.b64encode(("\n".join(lines) + "\n").encode()))
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """step_metrics.csv base64-encoded, as OpenAI serves it (decode with base64.b64decode)."""
+    path.write_bytes(base64.b64encode(metrics_csv(rows).encode()))
 

@@ -71,7 +71,7 @@ def apply_lora(model, settings):
         r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
-        target_modules="all-linear",
+        target_modules=settings.lora_target_modules or "all-linear",
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)

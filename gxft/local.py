@@ -1,0 +1,207 @@
+"""Seed 000's local workflow, no server needed: `create-config`, `train` and `evaluate`, on the
+same data and training code the worker runs."""
+
+import json
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from gxft.local_config import ConfigError, LocalConfig, default_config, dump, load
+from gxft.output import print_json, progress
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REGISTRY = REPO_ROOT / "sample_data" / "models" / "registry.toml"
+
+
+def _model_path(name: str) -> tuple[str, int | None]:
+    """A registry id (or alias) → its folder and context length; anything else is a folder or hub id."""
+    from server.model_registry import ModelRegistry
+
+    model = ModelRegistry.load(REGISTRY).get(name)
+    if model is not None:
+        return model.path, model.context_length
+    return name, None
+
+
+def _check_dataset(path_text: str, declared: str | None, field: str) -> tuple[Path, str]:
+    from server.training_data import validate_file
+
+    path = Path(path_text)
+    if not path.is_file():
+        raise ConfigError(f"{field}: {path} does not exist")
+    report = validate_file(path)
+    if not report.ok:
+        raise ConfigError(f"{field}: {path} is not a valid training file:\n  " + "\n  ".join(report.problems))
+    if declared is not None and declared != report.data_format:
+        raise ConfigError(f"{field}: {path} is in the {report.data_format} format, not {declared}")
+    if report.data_format not in ("chat", "alpaca", "prompt_completion", "text"):
+        raise ConfigError(f"{field}: {path} holds {report.data_format} examples, which supervised training cannot use")
+    return path, report.data_format
+
+
+def create_config(args) -> int:
+    data_format = args.format
+    if data_format is None and Path(args.dataset).is_file():
+        from server.training_data import validate_file
+
+        data_format = validate_file(Path(args.dataset)).data_format
+    config = default_config(args.model, args.dataset, args.method, data_format, f"./{args.name}_output")
+    path = Path(f"{args.name}.{'yaml' if args.yaml else 'json'}")
+    path.write_text(dump(config, args.yaml))
+    print(path)
+    return 0
+
+
+class LocalHooks:
+    """The training loop's hooks for a local run: a progress bar, and checkpoints into output_dir."""
+
+    def __init__(self, bar, output_dir: Path, tokenizer):
+        self.bar = bar
+        self.output_dir = output_dir
+        self.tokenizer = tokenizer
+
+    def step_done(self, step: int, total_steps: int, metrics: dict, trained_tokens: int) -> None:
+        self.bar.total = total_steps
+        self.bar.update(step - self.bar.n)
+        self.bar.set_postfix(loss=f"{metrics['train_loss']:.4f}")
+
+    def order(self) -> str:
+        return "continue"
+
+    def save_checkpoint(self, step, metrics, weights_dir: Path, state_path, final: bool, paused: bool) -> None:
+        target = self.output_dir if final else self.output_dir / f"checkpoint-{step}"
+        target.mkdir(parents=True, exist_ok=True)
+        for path in weights_dir.iterdir():
+            shutil.move(str(path), target / path.name)
+        self.tokenizer.save_pretrained(target)  # the folder loads on its own, adapter or full model
+        shutil.rmtree(weights_dir, ignore_errors=True)
+        if state_path is not None:
+            state_path.unlink(missing_ok=True)
+
+
+def _settings(config: LocalConfig, context_length: int | None):
+    from server.hyperparameters import TrainingSettings
+
+    training = config.training
+    lora = training.lora
+    targets = lora.target_modules if lora and lora.target_modules != "all-linear" else None
+    return TrainingSettings(
+        n_epochs=training.num_train_epochs,
+        # One optimizer step covers the accumulated micro-batches: here, one packed batch of them all.
+        batch_size=training.per_device_train_batch_size * training.gradient_accumulation_steps,
+        learning_rate=training.learning_rate,
+        learning_rate_multiplier=1.0,
+        warmup_ratio=training.warmup_ratio,
+        weight_decay=training.weight_decay,
+        lora=training.method != "sft",
+        lora_r=lora.r if lora else 8,
+        lora_alpha=float(lora.lora_alpha) if lora else 16.0,
+        lora_dropout=lora.lora_dropout if lora else 0.0,
+        packing=True,
+        max_grad_norm=1.0,
+        context_length=min(config.model.max_length, context_length or config.model.max_length),
+        lora_target_modules=targets,
+    )
+
+
+def train(args) -> int:
+    try:
+        config = load(Path(args.config))
+        train_path, data_format = _check_dataset(config.dataset.path, config.dataset.format, "dataset.path")
+        valid_path = None
+        if config.dataset.validation_path:
+            valid_path, _ = _check_dataset(config.dataset.validation_path, data_format, "dataset.validation_path")
+        import torch
+
+        if config.training.method == "qlora" or config.model.device_map == "cuda":
+            if not torch.cuda.is_available():
+                what = "QLoRA (4-bit base weights with bitsandbytes)" if config.training.method == "qlora" else \
+                    "model.device_map 'cuda'"
+                raise ConfigError(f"{what} needs a CUDA GPU, and this machine has none; use method 'lora' on the CPU")
+        if config.training.method == "qlora":
+            raise ConfigError("training.method 'qlora' is not available in local runs yet; use 'lora'")
+        model_path, context_length = _model_path(config.model.name)
+    except ConfigError as exc:
+        print(f"gxft train: {exc}", file=sys.stderr)
+        return 2
+
+    from server.internal_protocol import JobSpec
+    from worker.data import metrics_csv
+    from worker.trainer import ModelLoadError, SupervisedRecipe
+
+    spec = JobSpec(
+        job_id="local", base_model=config.model.name, model_path=model_path, training_file=str(train_path),
+        validation_file=str(valid_path) if valid_path else None, data_format=data_format,
+        seed=config.training.seed, settings=_settings(config, context_length),
+    )
+    output_dir = Path(config.training.output_dir)
+    with tempfile.TemporaryDirectory(prefix="gxft-train-") as workdir:
+        recipe = SupervisedRecipe(spec, train_path, valid_path, Path(workdir))
+        if config.model.device_map == "cpu":
+            recipe.device = torch.device("cpu")
+        try:
+            recipe.setup()
+        except ModelLoadError as exc:
+            print(f"gxft train: model.name: {exc}", file=sys.stderr)
+            return 2
+        with progress(recipe.total_steps, f"Training {config.model.name} ({config.training.method})",
+                      unit="step") as bar:
+            outcome = recipe.train(LocalHooks(bar, output_dir, recipe.tokenizer))
+    (output_dir / "step_metrics.csv").write_text(metrics_csv(outcome.metric_rows))
+    last = outcome.metric_rows[-1]
+    print(f"{output_dir}: {recipe.total_steps} steps, {outcome.trained_tokens} tokens, "
+          f"final training loss {last['train_loss']:.4f}")
+    return 0
+
+
+def _load_for_evaluation(model_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_config = model_dir / "adapter_config.json"
+    tokenizer_dir = model_dir
+    if adapter_config.exists():
+        from peft import PeftModel
+
+        base = json.loads(adapter_config.read_text())["base_model_name_or_path"]
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), model_dir)
+        if not (model_dir / "tokenizer_config.json").exists():
+            tokenizer_dir = base
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def evaluate(args) -> int:
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "config.json").exists() and not (model_dir / "adapter_config.json").exists():
+        print(f"gxft evaluate: {model_dir} holds no model (no config.json or adapter_config.json)", file=sys.stderr)
+        return 2
+    try:
+        dataset, data_format = _check_dataset(args.dataset, args.format, "--dataset")
+    except ConfigError as exc:
+        print(f"gxft evaluate: {exc}", file=sys.stderr)
+        return 2
+    from worker.data import tokenize_file
+    from worker.trainer import evaluate as evaluate_examples, pick_device
+
+    model, tokenizer = _load_for_evaluation(model_dir)
+    device = pick_device()
+    model.to(device)
+    examples = tokenize_file(tokenizer, dataset, data_format, args.max_length)
+    metrics = evaluate_examples(model, examples, args.batch_size, True, tokenizer.pad_token_id, device)
+    result = {
+        "model": str(model_dir), "dataset": str(dataset), "format": data_format, "examples": len(examples),
+        "loss": metrics["loss"], "perplexity": math.exp(metrics["loss"]), "token_accuracy": metrics["accuracy"],
+    }
+    if args.json:
+        print_json(result)
+    else:
+        width = max(len(name) for name in result)
+        for name, value in result.items():
+            print(f"{name:<{width}}  {value:.4f}" if isinstance(value, float) else f"{name:<{width}}  {value}")
+    return 0
