@@ -1,0 +1,96 @@
+"""`gxft create-config`, `train` and `evaluate` as subprocesses, offline, on gxft/tiny-chat."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "sample_data" / "sample_training_data.jsonl"
+VALID = ROOT / "sample_data" / "sample_validation_data.jsonl"
+
+
+def gxft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gxft", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("method", ["lora", "sft"])
+def test_create_config_train_evaluate(tmp_path, method):
+    created = gxft("create-config", "demo", "--model", "gxft/tiny-chat", "--dataset", str(TRAIN), "--method", method,
+                   cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    config = json.loads((tmp_path / "demo.json").read_text())
+    assert set(config) == {"dataset", "model", "training"}
+    assert config["dataset"] == {"path": str(TRAIN), "format": "chat", "train_split": "train", "validation_path": None}
+    assert {"name", "max_length", "padding_side", "device_map"} <= set(config["model"])
+    training = config["training"]
+    assert training["method"] == method and training["output_dir"] == "./demo_output"
+    assert {"num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+            "weight_decay"} <= set(training)
+    assert (training["lora"] is None) == (method == "sft")
+    training.update(num_train_epochs=4, learning_rate=3e-3, gradient_accumulation_steps=1)
+    config["dataset"]["validation_path"] = str(VALID)
+    (tmp_path / "demo.json").write_text(json.dumps(config))
+
+    trained = gxft("train", "demo.json", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "20 steps" in trained.stdout and "Training gxft/tiny-chat" in trained.stderr  # the progress bar
+    output = tmp_path / "demo_output"
+    weights = {"lora": "adapter_model.safetensors", "sft": "model.safetensors"}[method]
+    assert (output / weights).exists() and (output / "tokenizer.json").exists()
+    rows = list(csv.DictReader((output / "step_metrics.csv").open()))
+    assert len(rows) == 20 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert sum(1 for row in rows if row["valid_loss"]) == 4  # validation at each epoch's end
+
+    evaluated = gxft("evaluate", "demo_output", "--dataset", str(VALID), "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)
+    assert metrics["examples"] == 5 and metrics["format"] == "chat"
+    assert abs(metrics["perplexity"] - 2.718281828 ** metrics["loss"]) < 1e-6 * metrics["perplexity"]
+    assert abs(metrics["loss"] - float(rows[-1]["valid_loss"])) < 1e-3  # the same evaluation as training's
+    assert 0 <= metrics["token_accuracy"] <= 1
+    table = gxft("evaluate", "demo_output", "--dataset", str(VALID), cwd=tmp_path)
+    assert table.returncode == 0 and "perplexity" in table.stdout and "token_accuracy" in table.stdout
+
+
+def test_create_config_yaml(tmp_path):
+    created = gxft("create-config", "y", "--model", "gxft/tiny-chat", "--dataset", str(TRAIN), "--yaml",
+                   cwd=tmp_path)
+    assert created.returncode == 0 and (tmp_path / "y.yaml").exists()
+    assert "method: lora" in (tmp_path / "y.yaml").read_text()
+
+
+def _config(tmp_path: Path, change) -> Path:
+    gxft("create-config", "bad", "--model", "gxft/tiny-chat", "--dataset", str(TRAIN), cwd=tmp_path)
+    config = json.loads((tmp_path / "bad.json").read_text())
+    change(config)
+    (tmp_path / "bad.json").write_text(json.dumps(config))
+    return tmp_path / "bad.json"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["training"].update(lr=1e-4), "unknown key training.lr"),
+    (lambda c: c.update(extra=1), "unknown key extra"),
+    (lambda c: c["training"].update(num_train_epochs=0), "training.num_train_epochs"),
+    (lambda c: c["training"].update(learning_rate=-1), "training.learning_rate"),
+    (lambda c: c["training"]["lora"].update(r=0), "training.lora.r"),
+    (lambda c: c["training"].update(method="magic"), "training.method"),
+    (lambda c: c["dataset"].update(path="missing.jsonl"), "dataset.path: missing.jsonl does not exist"),
+    (lambda c: c["dataset"].update(path=str(ROOT / "sample_data/invalid/bad_lines.jsonl")), "line "),
+    (lambda c: c["training"].update(method="qlora"), "needs a CUDA GPU"),
+    (lambda c: c["model"].update(name=str(ROOT / "no-such-model")), "model.name"),
+])
+def test_bad_config_stops_before_training(tmp_path, change, message):
+    result = gxft("train", str(_config(tmp_path, change)), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "bad_output").exists()
+
+
+def test_evaluate_refuses_a_folder_without_a_model(tmp_path):
+    result = gxft("evaluate", str(tmp_path), "--dataset", str(VALID), cwd=tmp_path)
+    assert result.returncode == 2 and "holds no model" in result.stderr
