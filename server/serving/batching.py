@@ -42,6 +42,9 @@ class BatchRunner:
         self.cache = ModelCache(adapter_slots, full_model_slots)
         self.max_batch_rows = max_batch_rows
 
+    def forget(self, checkpoint_id: str) -> None:
+        self.cache.forget(checkpoint_id)
+
     def place(self, generation: Generation) -> tuple[Placement, list[Row]] | None:
         """Load what the request needs and tokenise its prompts; on failure, tell the request."""
         try:

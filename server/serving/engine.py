@@ -106,6 +106,20 @@ class Generation:
 _STOP = object()
 
 
+class _Unavailable:
+    """Stands in for the batch runner when serving cannot start, and fails each request with the reason."""
+
+    def __init__(self, reason: str):
+        self.error = APIError(503, reason, type="server_error", code="inference_unavailable")
+
+    def place(self, generation: Generation) -> None:
+        generation.deliver([Failed(self.error)])
+        return None
+
+    def forget(self, checkpoint_id: str) -> None:
+        pass
+
+
 class InferenceEngine:
     def __init__(self, max_batch_rows: int = 32, adapter_slots: int = 8, full_model_slots: int = 2):
         self.max_batch_rows = max_batch_rows
@@ -140,9 +154,13 @@ class InferenceEngine:
     # The engine thread
 
     def _run(self) -> None:
-        from server.serving.batching import BatchRunner  # imports torch
+        try:
+            from server.serving.batching import BatchRunner  # imports torch
 
-        runner = BatchRunner(self.adapter_slots, self.full_model_slots, self.max_batch_rows)
+            runner = BatchRunner(self.adapter_slots, self.full_model_slots, self.max_batch_rows)
+        except Exception as exc:  # no torch, or a broken install: every request hears why
+            log.exception("the inference engine cannot start")
+            runner = _Unavailable(f"The inference engine cannot start: {type(exc).__name__}: {exc}")
         while True:
             item = self._inbox.get()
             wave = [item]
@@ -167,7 +185,7 @@ class InferenceEngine:
         generations = []
         for entry in wave:
             if isinstance(entry, tuple):
-                runner.cache.forget(entry[1])
+                runner.forget(entry[1])
             elif not entry.cancelled:
                 generations.append(entry)
         groups: dict[str, tuple[Any, list]] = {}
