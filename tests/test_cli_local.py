@@ -94,3 +94,19 @@ def test_bad_config_stops_before_training(tmp_path, change, message):
 def test_evaluate_refuses_a_folder_without_a_model(tmp_path):
     result = gxft("evaluate", str(tmp_path), "--dataset", str(VALID), cwd=tmp_path)
     assert result.returncode == 2 and "holds no model" in result.stderr
+
+
+def test_evaluate_reads_every_supervised_format(tmp_path):
+    rows = {
+        "alpaca": {"instruction": "Name a colour.", "input": "", "output": "Blue."},
+        "prompt_completion": {"prompt": "The sky is", "completion": " blue."},
+        "text": {"text": "The sky is blue."},
+    }
+    model = ROOT / "sample_data" / "models" / "tiny-chat"  # any model folder evaluates, a base model too
+    for data_format, row in rows.items():
+        dataset = tmp_path / f"{data_format}.jsonl"
+        dataset.write_text((json.dumps(row) + "\n") * 3)
+        result = gxft("evaluate", str(model), "--dataset", str(dataset), "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads(result.stdout)
+        assert metrics["format"] == data_format and metrics["examples"] == 3 and metrics["loss"] > 0
