@@ -25,11 +25,11 @@ class ChatMessage(msgspec.Struct, kw_only=True):
     tool_call_id: str | None = None
 
 
-class ChatCompletionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class SamplingRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The fields both endpoints share: the model, and how to sample from it."""
+
     model: str
-    messages: list[ChatMessage]
     max_tokens: int | None = None
-    max_completion_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     n: int | None = None
@@ -40,6 +40,12 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
+    user: str | None = None  # accepted and ignored, as the bookkeeping fields below
+
+
+class ChatCompletionRequest(SamplingRequest, kw_only=True, forbid_unknown_fields=True):
+    messages: list[ChatMessage]
+    max_completion_tokens: int | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
     response_format: dict[str, Any] | None = None
@@ -55,7 +61,6 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=
     reasoning_effort: str | None = None
     verbosity: str | None = None
     # Accepted and ignored: they change bookkeeping at OpenAI, not the answer.
-    user: str | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
@@ -64,25 +69,13 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=
     safety_identifier: str | None = None
 
 
-class CompletionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    model: str
+class CompletionRequest(SamplingRequest, kw_only=True, forbid_unknown_fields=True):
     prompt: str | list[Any]  # a string, strings, token ids, or lists of token ids
-    max_tokens: int | None = 16
-    temperature: float | None = None
-    top_p: float | None = None
-    n: int | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
+    max_tokens: int | None = 16  # OpenAI's default for text completions
     echo: bool | None = None
     logprobs: int | None = None
     best_of: int | None = None
     suffix: str | None = None
-    user: str | None = None
 
 
 class Usage(msgspec.Struct, kw_only=True):

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.completions_protocol import ChatCompletionRequest, ChatMessage, CompletionRequest
+from server.completions_protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, SamplingRequest
 from server.errors import invalid_request
 
 MAX_CHOICES = 128
@@ -60,7 +60,7 @@ def choice_count(n: int | None) -> int:
     return n or 1
 
 
-def _sampling(request: ChatCompletionRequest | CompletionRequest, max_tokens: int | None) -> SamplingParams:
+def _sampling(request: SamplingRequest, max_tokens: int | None) -> SamplingParams:
     return SamplingParams(
         temperature=_in_range("temperature", request.temperature, 0, 2, 1.0),
         top_p=_in_range("top_p", request.top_p, 0, 1, 1.0),
