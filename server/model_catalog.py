@@ -99,7 +99,8 @@ class ModelCatalog:
             raise model_not_found(name, [model.id for model in self.list(project)])
         return self._fine_tuned(project, checkpoint)
 
-    def delete(self, project: str, name: str) -> FineTunedWeights:
+    def delete(self, project: str, name: str) -> str:
+        """Delete a fine-tuned model; answer its checkpoint id, so that the server can unload it."""
         if self.registry.get(name) is not None:
             raise APIError(
                 403,
@@ -109,10 +110,11 @@ class ModelCatalog:
                 param="model",
                 code="model_not_deletable",
             )
-        served = self.get(project, name)
-        assert served.weights is not None
-        self.lifecycle.delete_checkpoint(self.jobs.model_checkpoint(project, name))
-        return served.weights
+        checkpoint = self.jobs.model_checkpoint(project, name)
+        if checkpoint is None:
+            raise model_not_found(name, [model.id for model in self.list(project)])
+        self.lifecycle.delete_checkpoint(checkpoint)
+        return checkpoint.id
 
     def _base(self, name: str) -> ServedModel:
         model = self.registry.get(name)

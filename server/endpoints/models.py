@@ -28,8 +28,7 @@ async def retrieve_model(request: Request) -> MsgspecResponse:
 async def delete_model(request: Request) -> MsgspecResponse:
     svc = services(request)
     name = request.path_params["model"]
-    weights = svc.catalog.delete(project(request), name)
-    svc.engine.forget(weights.checkpoint_id)
+    svc.engine.forget(svc.catalog.delete(project(request), name))
     return MsgspecResponse(DeletedObject(id=name, object="model", deleted=True))
 
 

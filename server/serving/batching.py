@@ -6,8 +6,6 @@ import logging
 from collections import defaultdict
 from typing import Iterator
 
-import torch
-
 from server.errors import APIError
 from server.serving.engine import ChoiceDone, Failed, Generation, Piece, Started
 from server.serving.generation import BASE_ADAPTER, Row, Sampler, budget, end_of_turn_ids, generate
@@ -114,15 +112,13 @@ class BatchRunner:
 
     @staticmethod
     def _deliver(step: list[tuple[Row, str]]) -> None:
-        by_owner: dict[int, list] = defaultdict(list)
-        owners = {}
+        by_owner: dict[Generation, list] = defaultdict(list)
         for row, piece in step:
-            events = by_owner[id(row.owner)]
-            owners[id(row.owner)] = row.owner
+            events = by_owner[row.owner]
             if piece:
                 events.append(Piece(row.choice, piece))
             if row.finish_reason is not None:
                 events.append(ChoiceDone(row.choice, row.finish_reason, len(row.generated)))
-        for key, events in by_owner.items():
+        for owner, events in by_owner.items():
             if events:
-                owners[key].deliver(events)
+                owner.deliver(events)
