@@ -103,6 +103,7 @@ def _settings(config: LocalConfig, context_length: int | None):
         max_grad_norm=1.0,
         context_length=min(config.model.max_length, context_length or config.model.max_length),
         lora_target_modules=targets,
+        quantization="nf4" if training.method == "qlora" else None,
     )
 
 
@@ -120,8 +121,6 @@ def train(args) -> int:
                 what = "QLoRA (4-bit base weights with bitsandbytes)" if config.training.method == "qlora" else \
                     "model.device_map 'cuda'"
                 raise ConfigError(f"{what} needs a CUDA GPU, and this machine has none; use method 'lora' on the CPU")
-        if config.training.method == "qlora":
-            raise ConfigError("training.method 'qlora' is not available in local runs yet; use 'lora'")
         model_path, context_length = _model_path(config.model.name)
     except ConfigError as exc:
         print(f"gxft train: {exc}", file=sys.stderr)

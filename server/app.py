@@ -23,6 +23,7 @@ from server.model_registry import ModelRegistry
 from server.request_ids import RequestIdMiddleware
 from server.services import Services
 from server.serving.engine import InferenceEngine
+from server.worker_roster import WorkerRoster
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.files import FileRepository
@@ -64,12 +65,14 @@ def create_app(settings: Settings) -> Starlette:
         processor = FileProcessor(file_repository, blobs, settings.min_examples)
         registry = ModelRegistry.load(settings.models_file, settings.profile)
         queue = job_queue(settings.queue_path, settings.redis_url)
-        lifecycle = JobLifecycle(settings, jobs, file_repository, blobs, registry, queue)
+        workers = WorkerRoster()
+        lifecycle = JobLifecycle(settings, jobs, file_repository, blobs, registry, queue, workers)
         engine = InferenceEngine(adapter_slots=settings.adapter_slots, full_model_slots=settings.full_model_slots)
         app.state.services = Services(
             settings=settings, db=db, blobs=blobs, files=file_repository, file_processor=processor,
             jobs=jobs, registry=registry, lifecycle=lifecycle,
-            catalog=ModelCatalog(registry, jobs, file_repository, blobs, lifecycle), engine=engine,
+            catalog=ModelCatalog(registry, jobs, file_repository, blobs, lifecycle, workers), engine=engine,
+            workers=workers,
         )
         processor.resume_pending()
         lifecycle.enqueue_waiting()

@@ -1,10 +1,10 @@
 """Hyperparameters in OpenAI's and Nebius's dialects: checked at create, resolved at start.
 
 OpenAI sends `batch_size`, `learning_rate_multiplier` and `n_epochs` (each a number or "auto"),
-either at the top level or under `method.supervised.hyperparameters`. Nebius sends its own names
-(`learning_rate`, `lora`, `lora_r`, `packing`, …). Both land in one dict of requested values, kept
-as sent ("auto" included) until training starts, when `resolve` turns it into `TrainingSettings`
-and the job shows the resolved numbers.
+either at the top level or under `method.<type>.hyperparameters`, plus `beta` for DPO. Nebius sends
+its own names (`learning_rate`, `lora`, `lora_r`, `packing`, …); GXFT adds `quantization: "nf4"`
+(QLoRA). All land in one dict of requested values, kept as sent ("auto" included) until training
+starts, when `resolve` turns it into `TrainingSettings` and the job shows the resolved numbers.
 """
 
 import math
@@ -30,6 +30,8 @@ class TrainingSettings(msgspec.Struct, kw_only=True):
     max_grad_norm: float
     context_length: int
     lora_target_modules: list[str] | None = None  # None: every linear layer but the output head
+    beta: float = 0.1  # DPO only: how far the policy may move from the reference model
+    quantization: str | None = None  # "nf4": the frozen base is loaded in 4 bits (QLoRA)
 
 
 class Bound(msgspec.Struct, frozen=True):
@@ -39,10 +41,13 @@ class Bound(msgspec.Struct, frozen=True):
     low_open: bool = False  # True: the value must be strictly above `low`
     high_open: bool = False
     auto: bool = False
+    choices: tuple[str, ...] = ()  # for kind str
 
     def describe(self) -> str:
         if self.kind is bool:
             return "true or false"
+        if self.kind is str:
+            return "one of " + ", ".join(f'"{choice}"' for choice in self.choices)
         kind = "an integer" if self.kind is int else "a number"
         parts = []
         if self.low is not None:
@@ -57,6 +62,8 @@ class Bound(msgspec.Struct, frozen=True):
             return True
         if self.kind is bool:
             return isinstance(value, bool)
+        if self.kind is str:
+            return value in self.choices
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         if self.kind is int and not (isinstance(value, int) or float(value).is_integer()):
@@ -88,9 +95,19 @@ BOUNDS: dict[str, Bound] = {
     "packing": Bound(bool),
     "max_grad_norm": Bound(float, 0, 1e6, low_open=True),
     "context_length": Bound(int, 16, 1 << 20),
+    "beta": Bound(float, 0, 2, low_open=True, auto=True),
+    "quantization": Bound(str, choices=("nf4",)),
 }
-OPENAI_KEYS = ("batch_size", "learning_rate_multiplier", "n_epochs")
-SUPPORTED_METHODS = ("supervised",)
+# The keys OpenAI echoes for each method ("auto" until resolved), and the keys only one method takes.
+OPENAI_KEYS = {
+    "supervised": ("batch_size", "learning_rate_multiplier", "n_epochs"),
+    "dpo": ("batch_size", "learning_rate_multiplier", "n_epochs", "beta"),
+}
+METHOD_ONLY_KEYS = {"beta": "dpo"}
+SUPPORTED_METHODS = tuple(OPENAI_KEYS)
+DEFAULT_BETA = 0.1
+# DPO refines a model that already answers well; the field's DPO rates are about a tenth of SFT's.
+DPO_LEARNING_RATE_FACTOR = 0.1
 
 DEFAULTS = {
     "warmup_ratio": 0.0,
@@ -135,6 +152,11 @@ def parse_requested(
     method_type, prefix, values = "supervised", "hyperparameters", dict(hyperparameters or {})
     if method is not None:
         method_type, from_method = _method_hyperparameters(method)
+        if method_type != "supervised" and values:
+            raise invalid_request(
+                f"Give the hyperparameters of a {method_type} job in method.{method_type}.hyperparameters.",
+                param="hyperparameters",
+            )
         if from_method and values:
             raise invalid_request(
                 "Give hyperparameters either at the top level or in method, not both.", param="hyperparameters"
@@ -146,6 +168,11 @@ def parse_requested(
         if bound is None:
             raise invalid_request(
                 f"Unknown hyperparameter {name!r}. Supported: {', '.join(BOUNDS)}.", param=f"{prefix}.{name}"
+            )
+        if METHOD_ONLY_KEYS.get(name, method_type) != method_type:
+            raise invalid_request(
+                f"Hyperparameter {name!r} belongs to the {METHOD_ONLY_KEYS[name]} method, not {method_type}.",
+                param=f"{prefix}.{name}",
             )
         if name == "context_length":
             bound = msgspec.structs.replace(bound, high=max_context_length)
@@ -160,9 +187,19 @@ def parse_requested(
         raise invalid_request(
             "Give either learning_rate or learning_rate_multiplier, not both.", param=f"{prefix}.learning_rate"
         )
-    for name in OPENAI_KEYS:
+    if "quantization" in values and values.get("lora") is False:
+        raise invalid_request(
+            'quantization "nf4" (QLoRA) trains a LoRA adapter on the 4-bit base, so it cannot go with "lora": false.',
+            param=f"{prefix}.quantization",
+        )
+    for name in OPENAI_KEYS[method_type]:
         values.setdefault(name, "auto")
     return method_type, values
+
+
+def hyperparameters_param(method_type: str, top_level: bool) -> str:
+    """Where the request put its hyperparameters, for the `param` of an error about one of them."""
+    return "hyperparameters" if top_level else f"method.{method_type}.hyperparameters"
 
 
 def default_epochs(example_count: int) -> int:
@@ -175,13 +212,19 @@ def default_epochs(example_count: int) -> int:
 
 
 def resolve(
-    requested: dict[str, Any], example_count: int, base_learning_rate: dict[str, float], context_length: int
+    method_type: str,
+    requested: dict[str, Any],
+    example_count: int,
+    base_learning_rate: dict[str, float],
+    context_length: int,
 ) -> TrainingSettings:
     values = {**DEFAULTS, **requested}
     n_epochs = values["n_epochs"]
     batch_size = values["batch_size"]
     lora = values["lora"]
     base = base_learning_rate["lora" if lora else "full"]
+    if method_type == "dpo":
+        base *= DPO_LEARNING_RATE_FACTOR
     if "learning_rate" in values:
         learning_rate = float(values["learning_rate"])
         multiplier = learning_rate / base
@@ -202,4 +245,6 @@ def resolve(
         packing=values["packing"],
         max_grad_norm=values["max_grad_norm"],
         context_length=values.get("context_length", context_length),
+        beta=DEFAULT_BETA if values.get("beta", "auto") == "auto" else float(values["beta"]),
+        quantization=values.get("quantization"),
     )

@@ -17,10 +17,19 @@ class ResumePoint(msgspec.Struct):
     state_blob: str
 
 
+class StartingWeights(msgspec.Struct, kw_only=True):
+    """The fine-tuned model a job continues from: its checkpoint's files, by name."""
+
+    model: str  # its name, for messages
+    files: dict[str, str]  # file name → file id (fetched like training files)
+    adapter: bool  # True: a LoRA adapter on the job's base model; False: full weights
+
+
 class JobSpec(msgspec.Struct, kw_only=True):
     """What a worker needs to train a job, handed over when it claims the job."""
 
     job_id: str
+    method: Literal["supervised", "dpo"] = "supervised"
     base_model: str
     model_path: str
     training_file: str
@@ -28,8 +37,17 @@ class JobSpec(msgspec.Struct, kw_only=True):
     data_format: str
     seed: int
     settings: TrainingSettings
+    starting_weights: StartingWeights | None = None
     resume: ResumePoint | None = None
     integrations: list[dict[str, Any]] = []
+
+
+class WorkerHeartbeat(msgspec.Struct, kw_only=True):
+    """A worker's periodic "I am here", with what it can train on."""
+
+    worker_id: str
+    accelerator: Literal["cuda", "cpu"]
+    devices: list[str] = []  # e.g. ["NVIDIA H100 80GB HBM3"]
 
 
 class WorkerEvent(msgspec.Struct, kw_only=True):

@@ -14,18 +14,20 @@ job (cancel, pause) travel back to its worker in the answer to its next report.
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from server.config import Settings
 from server.errors import APIError, invalid_request
-from server.hyperparameters import parse_requested, resolve
+from server.hyperparameters import hyperparameters_param, parse_requested, resolve
 from server.internal_protocol import (
-    CheckpointReport, CompletionReport, FailureReport, JobSpec, Order, ProgressReport, ResumePoint,
+    CheckpointReport, CompletionReport, FailureReport, JobSpec, Order, ProgressReport, ResumePoint, StartingWeights,
 )
-from server.model_registry import ModelRegistry
+from server.model_registry import BaseModel, ModelRegistry
 from server.protocol import CreateFineTuningJobRequest
+from server.worker_roster import WorkerRoster
 from storage.blobs import BlobStore
 from storage.files import FileRecord, FileRepository
 from storage.ids import new_id, random_base62
@@ -37,7 +39,16 @@ log = logging.getLogger("gxft.jobs")
 KEPT_CHECKPOINTS = 3
 MAX_SUFFIX_CHARS = 64
 MAX_SEED = 2_147_483_647
-SUPERVISED_FORMATS = ("chat", "prompt_completion", "text", "alpaca")
+# The file formats each method trains on, and how to say so in an error.
+METHOD_FORMATS = {
+    "supervised": ("chat", "prompt_completion", "text", "alpaca"),
+    "dpo": ("preference",),
+}
+METHOD_FORMATS_TEXT = {
+    "supervised": "chat, prompt/completion, text or alpaca files",
+    "dpo": 'preference files (each line {"input": {"messages": [...]}, "preferred_output": [...], '
+           '"non_preferred_output": [...]})',
+}
 
 
 class NotYours(APIError):
@@ -47,8 +58,22 @@ class NotYours(APIError):
         super().__init__(409, f"Job {job_id} is not assigned to this worker.", code="job_not_owned")
 
 
-def fine_tuned_model_name(job: JobRecord, name_id: str) -> str:
-    return f"ft:{job.model}:{job.project}:{job.suffix or ''}:{name_id}"
+@dataclass(frozen=True)
+class StartingPoint:
+    """What a new job trains: a base model, or a fine-tuned model (a checkpoint of an earlier job)."""
+
+    base: BaseModel
+    checkpoint: CheckpointRecord | None = None
+    parent: JobRecord | None = None
+
+
+def model_not_available(name: str, registry: ModelRegistry) -> APIError:
+    return invalid_request(
+        f"Model {name!r} is not available for fine-tuning or does not exist. Available models: "
+        f"{', '.join(registry.names())}, or the name of one of your fine-tuned models or checkpoints (ft:…).",
+        param="model",
+        code="model_not_available",
+    )
 
 
 class JobLifecycle:
@@ -60,6 +85,7 @@ class JobLifecycle:
         blobs: BlobStore,
         registry: ModelRegistry,
         queue: JobQueue,
+        workers: WorkerRoster,
     ):
         self.settings = settings
         self.jobs = jobs
@@ -67,6 +93,18 @@ class JobLifecycle:
         self.blobs = blobs
         self.registry = registry
         self.queue = queue
+        self.workers = workers
+
+    def fine_tuned_model_name(self, job: JobRecord, name_id: str) -> str:
+        """`ft:{base}:{project}:{suffix}:{id}`, where a continued job names the base of its first ancestor."""
+        root = job
+        while root.parent_checkpoint is not None:
+            parent_job_id = self.jobs.checkpoint_job_id(root.parent_checkpoint)
+            parent = self.jobs.get(parent_job_id) if parent_job_id else None
+            if parent is None:
+                break
+            root = parent
+        return f"ft:{root.model}:{job.project}:{job.suffix or ''}:{name_id}"
 
     # Public actions
 
@@ -94,14 +132,8 @@ class JobLifecycle:
         return record
 
     def create(self, project: str, request: CreateFineTuningJobRequest) -> JobRecord:
-        model = self.registry.get(request.model)
-        if model is None:
-            raise invalid_request(
-                f"Model {request.model!r} is not available for fine-tuning or does not exist. "
-                f"Available models: {', '.join(self.registry.names())}.",
-                param="model",
-                code="model_not_available",
-            )
+        start = self._starting_point(project, request)
+        model = start.base
         training = self._usable_file(project, request.training_file, "training_file")
         if too_few := self._too_few(training):
             raise invalid_request(f"Training file {too_few}", param="training_file", code="invalid_n_examples")
@@ -109,16 +141,19 @@ class JobLifecycle:
         if request.validation_file is not None:
             validation = self._usable_file(project, request.validation_file, "validation_file")
         method_type, requested = parse_requested(request.hyperparameters, request.method, model.context_length)
+        param = hyperparameters_param(method_type, top_level=bool(request.hyperparameters))
         if method_type not in model.methods:
             raise invalid_request(
                 f"Model {model.id!r} supports {', '.join(model.methods)}, not {method_type!r}.", param="method.type"
             )
-        for record, param in ((training, "training_file"), (validation, "validation_file")):
-            if record is not None and record.data_format not in SUPERVISED_FORMATS:
+        for record, file_param in ((training, "training_file"), (validation, "validation_file")):
+            if record is not None and record.data_format not in METHOD_FORMATS[method_type]:
                 raise invalid_request(
-                    f"File {record.id!r} is in the {record.data_format} format, which the {method_type} method "
-                    f"cannot train on; it accepts chat, prompt/completion, text and alpaca files.",
-                    param=param,
+                    f"File {record.id!r} is in the {record.data_format} format, but the {method_type} method "
+                    f"trains on {METHOD_FORMATS_TEXT[method_type]}."
+                    + (" Preference files train with method {\"type\": \"dpo\"}." if record.data_format == "preference"
+                       else ""),
+                    param=file_param,
                     code="invalid_training_file",
                 )
         if validation is not None and validation.data_format != training.data_format:
@@ -126,6 +161,15 @@ class JobLifecycle:
                 f"The validation file is in the {validation.data_format} format but the training file is in the "
                 f"{training.data_format} format; both must share one format.",
                 param="validation_file",
+            )
+        if start.parent is not None:
+            self._continue_adapter_or_weights(start, requested, param)
+        if "quantization" in requested and not self.workers.has_cuda():
+            raise invalid_request(
+                'QLoRA (quantization "nf4") needs a worker with a CUDA GPU, and this server has none '
+                f"({self.workers.describe()}). Leave quantization out to train LoRA in full precision.",
+                param=f"{param}.quantization",
+                code="gpu_required",
             )
         if request.suffix is not None and not 1 <= len(request.suffix) <= MAX_SUFFIX_CHARS:
             raise invalid_request(f"suffix must be 1 to {MAX_SUFFIX_CHARS} characters long.", param="suffix")
@@ -142,6 +186,7 @@ class JobLifecycle:
             project=project,
             model=request.model,  # as the user named it: an alias stays an alias, as in OpenAI's echo
             base_model=model.id,
+            parent_checkpoint=start.checkpoint.id if start.checkpoint else None,
             training_file=training.id,
             validation_file=validation.id if validation else None,
             status="queued",
@@ -164,6 +209,78 @@ class JobLifecycle:
             self.jobs.add_event(job.id, "Files validated, moving job to queued state", data={})
         self.queue.enqueue(job.id)
         return job
+
+    def _starting_point(self, project: str, request: CreateFineTuningJobRequest) -> StartingPoint:
+        if request.from_checkpoint is not None:
+            self._check_from_checkpoint(request.from_checkpoint)
+        base = self.registry.get(request.model)
+        if base is not None:
+            if request.from_checkpoint is not None:
+                raise invalid_request(
+                    f"from_checkpoint continues from a fine-tuned model, but {request.model!r} is a base model: name "
+                    "a fine-tuned model or checkpoint (ft:…) in `model`, or leave from_checkpoint out.",
+                    param="from_checkpoint",
+                )
+            return StartingPoint(base)
+        checkpoint = self.jobs.model_checkpoint(project, request.model)
+        parent = self.jobs.get(checkpoint.job_id) if checkpoint else None
+        if checkpoint is None or parent is None:
+            raise model_not_available(request.model, self.registry)
+        base = self.registry.get(parent.base_model or parent.model)
+        if base is None:
+            raise invalid_request(
+                f"{request.model} was trained on {parent.base_model}, which is no longer in this server's model "
+                "registry, so it cannot be trained further.",
+                param="model",
+                code="model_not_available",
+            )
+        return StartingPoint(base, checkpoint, parent)
+
+    @staticmethod
+    def _check_from_checkpoint(from_checkpoint: dict[str, Any]) -> None:
+        kind = from_checkpoint.get("type")
+        if kind == "hf":
+            raise invalid_request(
+                "from_checkpoint of type 'hf' downloads from the Hugging Face hub, which GXFT never does: add the "
+                "model to the model registry (GXFT_MODELS_FILE) and name it in `model`.",
+                param="from_checkpoint.type",
+            )
+        if kind != "ft":
+            raise invalid_request(
+                "from_checkpoint must be {\"type\": \"ft\"}, with the fine-tuned model or checkpoint to continue "
+                "from named in `model`.",
+                param="from_checkpoint.type",
+            )
+        if unknown := sorted(set(from_checkpoint) - {"type"}):
+            raise invalid_request(f"Unknown field from_checkpoint.{unknown[0]}.", param=f"from_checkpoint.{unknown[0]}")
+
+    @staticmethod
+    def _continue_adapter_or_weights(start: StartingPoint, requested: dict[str, Any], param: str) -> None:
+        """A job continuing a LoRA adapter trains that adapter further (or merges it and trains every
+        weight); one continuing full weights trains every weight, since an adapter on them could not be
+        served on the base model."""
+        assert start.parent is not None and start.parent.resolved is not None
+        parent = start.parent.resolved
+        name = start.checkpoint.fine_tuned_model_checkpoint if start.checkpoint else start.parent.model
+        if not parent["lora"]:
+            if requested.get("lora") is True or "quantization" in requested:
+                raise invalid_request(
+                    f"{name} is a fully fine-tuned model, so training continues on all its weights: "
+                    'leave out "lora" and "quantization" or set "lora": false.',
+                    param=f"{param}.lora",
+                )
+            requested["lora"] = False
+            return
+        if requested.get("lora", True) is False:
+            return  # the adapter is merged into the base, then every weight trains
+        for key in ("lora_r", "lora_alpha"):
+            if key in requested and requested[key] != parent[key]:
+                raise invalid_request(
+                    f"{name} is a LoRA adapter with {key} {parent[key]}; continuing trains that same adapter, so "
+                    f"{key} cannot change (leave it out).",
+                    param=f"{param}.{key}",
+                )
+            requested[key] = parent[key]
 
     def _too_few(self, record: FileRecord) -> str | None:
         count = record.example_count or 0
@@ -224,12 +341,22 @@ class JobLifecycle:
             return None
         model = self.registry.get(job.base_model or job.model)
         training = self.files.get(job.project, job.training_file)
-        if model is None or training is None:
-            self._fail_now(job, "invalid_training_file" if training is None else "model_not_available",
-                           f"The {'training file' if training is None else 'base model ' + job.model} is no longer "
-                           "available.", "training_file" if training is None else "model")
+        if training is None:
+            self._fail_now(job, "invalid_training_file", "The training file is no longer available.", "training_file")
             return None
-        settings = resolve(job.hyperparameters, training.example_count or 0, model.learning_rate, model.context_length)
+        if model is None:
+            self._fail_now(job, "model_not_available",
+                           f"The base model {job.base_model or job.model} is no longer available.", "model")
+            return None
+        starting_weights = None
+        if job.parent_checkpoint is not None:
+            starting_weights = self._starting_weights(job)
+            if starting_weights is None:
+                self._fail_now(job, "model_not_available",
+                               f"The model {job.model} that this job continues from has been deleted.", "model")
+                return None
+        settings = resolve(job.method_type, job.hyperparameters, training.example_count or 0, model.learning_rate,
+                           model.context_length)
         resume = self._resume_point(job.id)
         with self.jobs.db.transaction():
             self.jobs.update(
@@ -245,6 +372,7 @@ class JobLifecycle:
                 self.jobs.add_event(job.id, f"Fine-tuning job resumed from step {resume.step_number}", data=None)
         return JobSpec(
             job_id=job.id,
+            method=job.method_type,  # type: ignore[arg-type]
             base_model=model.id,
             model_path=model.path,
             training_file=job.training_file,
@@ -252,9 +380,23 @@ class JobLifecycle:
             data_format=training.data_format or "chat",
             seed=job.seed,
             settings=settings,
+            starting_weights=starting_weights,
             resume=resume,
             integrations=job.integrations,
         )
+
+    def _starting_weights(self, job: JobRecord) -> StartingWeights | None:
+        """The files of the checkpoint a job continues from; None once any of them has been deleted."""
+        checkpoint = self.jobs.live_checkpoint(job.parent_checkpoint or "")
+        if checkpoint is None:
+            return None
+        files = {}
+        for file_id in checkpoint.result_files:
+            record = self.files.get_live(file_id)
+            if record is None:
+                return None
+            files[record.filename] = file_id
+        return StartingWeights(model=job.model, files=files, adapter="adapter_config.json" in files)
 
     def _resume_point(self, job_id: str) -> ResumePoint | None:
         for checkpoint in self.jobs.live_checkpoints(job_id):
@@ -300,8 +442,8 @@ class JobLifecycle:
 
     def add_checkpoint(self, job_id: str, report: CheckpointReport) -> CheckpointRecord:
         job = self.owned_job(job_id, report.worker_id)
-        name = fine_tuned_model_name(job, job.model_name_id) if report.final else (
-            fine_tuned_model_name(job, random_base62(8)) + f":ckpt-step-{report.step_number}"
+        name = self.fine_tuned_model_name(job, job.model_name_id) if report.final else (
+            self.fine_tuned_model_name(job, random_base62(8)) + f":ckpt-step-{report.step_number}"
         )
         checkpoint = CheckpointRecord(
             id=new_id("ftckpt_"),
@@ -350,7 +492,7 @@ class JobLifecycle:
 
     def complete(self, job_id: str, report: CompletionReport) -> JobRecord:
         job = self.owned_job(job_id, report.worker_id)
-        name = fine_tuned_model_name(job, job.model_name_id)
+        name = self.fine_tuned_model_name(job, job.model_name_id)
         with self.jobs.db.transaction():
             self.jobs.update(
                 job.id,

@@ -13,10 +13,11 @@ from typing import Literal
 from server.errors import APIError
 from server.job_lifecycle import JobLifecycle
 from server.model_registry import BaseModel, ModelRegistry
-from server.protocol import Model
+from server.protocol import FineTuningSupport, Model
+from server.worker_roster import WorkerRoster
 from storage.blobs import BlobStore
 from storage.files import FileRepository
-from storage.jobs import CheckpointRecord, JobRepository
+from storage.jobs import CheckpointRecord, JobRecord, JobRepository
 
 SYSTEM_OWNER = "system"
 
@@ -36,9 +37,7 @@ class ServedModel:
     weights: FineTunedWeights | None  # None: the base model itself
     owned_by: str
     created: int
-
-    def wire(self) -> Model:
-        return Model(id=self.name, created=self.created, owned_by=self.owned_by)
+    parent: str | None = None  # what a fine-tuned model was trained from, as its job named it
 
 
 class WeightsFolder:
@@ -76,20 +75,42 @@ def model_not_found(name: str, available: list[str]) -> APIError:
 
 class ModelCatalog:
     def __init__(self, registry: ModelRegistry, jobs: JobRepository, files: FileRepository, blobs: BlobStore,
-                 lifecycle: JobLifecycle):
+                 lifecycle: JobLifecycle, workers: WorkerRoster):
         self.registry = registry
         self.jobs = jobs
         self.files = files
         self.blobs = blobs
         self.lifecycle = lifecycle
+        self.workers = workers
 
     def list(self, project: str) -> list[Model]:
-        base = [self._base(name).wire() for name in self.registry.names()]
-        tuned = [
-            Model(id=checkpoint.fine_tuned_model_checkpoint, created=checkpoint.created_at, owned_by=project)
-            for checkpoint in self.jobs.model_checkpoints(project)
-        ]
-        return base + tuned
+        models = [self.wire(self._base(name)) for name in self.registry.names()]
+        for checkpoint in self.jobs.model_checkpoints(project):
+            job = self.jobs.get(checkpoint.job_id)
+            assert job is not None
+            models.append(self._wire_checkpoint(checkpoint, job))
+        return models
+
+    def wire(self, served: ServedModel) -> Model:
+        adapter_or_base = served.weights is None or served.weights.kind == "adapter"
+        return Model(
+            id=served.name, created=served.created, owned_by=served.owned_by, root=served.base.id,
+            parent=served.parent, fine_tuning=self._support(served.base, adapter_or_base),
+        )
+
+    def _wire_checkpoint(self, checkpoint: CheckpointRecord, job: JobRecord) -> Model:
+        """Without looking up its files: listing stays one query per checkpoint."""
+        root = job.base_model or job.model
+        adapter = bool((job.resolved or {}).get("lora", True))
+        return Model(
+            id=checkpoint.fine_tuned_model_checkpoint, created=checkpoint.created_at, owned_by=job.project,
+            root=root, parent=job.model, fine_tuning=self._support(self.registry.get(root), adapter),
+        )
+
+    def _support(self, base: BaseModel | None, adapter_or_base: bool) -> FineTuningSupport:
+        # QLoRA loads the base in 4 bits under an adapter: not possible on fully fine-tuned weights.
+        qlora = adapter_or_base and self.workers.has_cuda()
+        return FineTuningSupport(methods=list(base.methods) if base else [], quantization=["nf4"] if qlora else [])
 
     def get(self, project: str, name: str) -> ServedModel:
         if self.registry.get(name) is not None:
@@ -145,4 +166,4 @@ class ModelCatalog:
             file_ids=tuple(checkpoint.result_files),
         )
         return ServedModel(name=checkpoint.fine_tuned_model_checkpoint, base=base, weights=weights,
-                           owned_by=project, created=checkpoint.created_at)
+                           owned_by=project, created=checkpoint.created_at, parent=job.model)

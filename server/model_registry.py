@@ -16,7 +16,7 @@ class BaseModel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: str
     path: str
     context_length: int = 2048
-    methods: list[str] = msgspec.field(default_factory=lambda: ["supervised"])
+    methods: list[str] = msgspec.field(default_factory=lambda: ["supervised", "dpo"])
     learning_rate: dict[str, float] = msgspec.field(default_factory=lambda: {"lora": 2e-4, "full": 2e-5})
     aliases: list[str] = []
     created: int = 0

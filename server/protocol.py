@@ -84,6 +84,8 @@ class CreateFineTuningJobRequest(msgspec.Struct, forbid_unknown_fields=True):
     seed: int | None = None
     metadata: dict[str, str] | None = None
     integrations: list[Integration] | None = None
+    # Nebius's: {"type": "ft"} continues from the fine-tuned model or checkpoint named in `model`.
+    from_checkpoint: dict[str, object] | None = None
 
 
 class FineTuningJob(msgspec.Struct, kw_only=True):
@@ -110,6 +112,8 @@ class FineTuningJob(msgspec.Struct, kw_only=True):
     # Nebius's progress fields.
     trained_steps: int = 0
     total_steps: int | None = None
+    # Nebius's: set when the job continues from a fine-tuned model (then `model` names it).
+    from_checkpoint: dict[str, object] | None = None
 
 
 class FineTuningJobEvent(msgspec.Struct, kw_only=True):
@@ -134,12 +138,24 @@ class FineTuningJobCheckpoint(msgspec.Struct, kw_only=True):
     result_files: list[str]
 
 
+class FineTuningSupport(msgspec.Struct, kw_only=True):
+    """GXFT's own: how this model can be fine-tuned (further) on this server now."""
+
+    methods: list[str]  # what `method.type` accepts
+    quantization: list[str]  # ["nf4"] while a worker with a CUDA GPU is connected (QLoRA)
+
+
 class Model(msgspec.Struct, kw_only=True):
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
     shutdown_date: str | None = None
+    # Lineage, as vLLM's model cards give it: `root` is the base model in the registry, `parent` the
+    # model a fine-tuned one was trained from (a base model, or for a continued job a fine-tuned one).
+    root: str | None = None
+    parent: str | None = None
+    fine_tuning: FineTuningSupport | None = None
 
 
 class ModelList(msgspec.Struct):

@@ -10,6 +10,7 @@ from server.job_lifecycle import JobLifecycle
 from server.model_catalog import ModelCatalog
 from server.model_registry import ModelRegistry
 from server.serving.engine import InferenceEngine
+from server.worker_roster import WorkerRoster
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.files import FileRepository
@@ -28,6 +29,7 @@ class Services:
     lifecycle: JobLifecycle
     catalog: ModelCatalog
     engine: InferenceEngine
+    workers: WorkerRoster
 
 
 def services(request: Request) -> Services:

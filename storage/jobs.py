@@ -20,6 +20,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
     project: str
     model: str
     base_model: str | None = None
+    parent_checkpoint: str | None = None  # the checkpoint whose weights the job starts from
     training_file: str
     validation_file: str | None
     status: str
@@ -198,6 +199,15 @@ class JobRepository:
             "SELECT * FROM checkpoints WHERE job_id = ? AND deleted = 0 ORDER BY seq DESC", (job_id,)
         )
         return [_from_row(CheckpointRecord, row) for row in rows]
+
+    def live_checkpoint(self, checkpoint_id: str) -> CheckpointRecord | None:
+        row = self.db.one("SELECT * FROM checkpoints WHERE id = ? AND deleted = 0", (checkpoint_id,))
+        return _from_row(CheckpointRecord, row) if row else None
+
+    def checkpoint_job_id(self, checkpoint_id: str) -> str | None:
+        """The job that made a checkpoint, deleted or not."""
+        row = self.db.one("SELECT job_id FROM checkpoints WHERE id = ?", (checkpoint_id,))
+        return row["job_id"] if row else None
 
     def mark_checkpoint_deleted(self, checkpoint_id: str) -> None:
         self.db.execute("UPDATE checkpoints SET deleted = 1 WHERE id = ?", (checkpoint_id,))

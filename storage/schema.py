@@ -93,6 +93,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX checkpoints_by_name ON checkpoints (fine_tuned_model_checkpoint);
     ALTER TABLE jobs ADD COLUMN base_model TEXT;
     """,
+    # 4: continued training. A job may start from a checkpoint of an earlier job (its weights), not
+    # from a base model alone.
+    """
+    ALTER TABLE jobs ADD COLUMN parent_checkpoint TEXT;
+    """,
 ]
 
 

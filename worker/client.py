@@ -10,7 +10,7 @@ import msgspec
 
 from server.internal_protocol import (
     CheckpointReport, ClaimRequest, CompletionReport, FailureReport, JobSpec, Order, ProgressReport, ReportReply,
-    StoredBlob,
+    StoredBlob, WorkerHeartbeat,
 )
 from server.protocol import FileObject
 
@@ -110,6 +110,14 @@ class WorkerClient:
 
     def fail(self, job_id: str, report: FailureReport) -> None:
         self._post(f"/internal/jobs/{job_id}/fail", report, dict)
+
+    def heartbeat(self, heartbeat: WorkerHeartbeat) -> None:
+        """One try, no retries: the next heartbeat comes soon anyway."""
+        response = self.http.post(
+            "/internal/workers/heartbeat", content=msgspec.json.encode(heartbeat),
+            headers={"Content-Type": "application/json"},
+        )
+        response.raise_for_status()
 
     def close(self) -> None:
         self.http.close()

@@ -1,8 +1,10 @@
 """Turning training files into token ids, loss masks and batches.
 
 Chat examples go through the tokenizer's own chat template, exactly as serving renders them, end-of-turn
-token included; only assistant turns (without `weight: 0`) count in the loss. Prompt/completion and
-text examples are plain text ending in the end-of-sequence token; alpaca rows become chat turns.
+token included, with their `tools`; only assistant turns (without `weight: 0`) count in the loss.
+Prompt/completion and text examples are plain text ending in the end-of-sequence token; alpaca rows
+become chat turns. A preference example becomes two chat sequences, preferred and rejected, that
+share the prompt and count only their final assistant turn.
 
 Batches are either padded (one row per example) or packed: a batch's examples laid end to end in one
 row with position ids restarting at each example. transformers reads those position ids as separate
@@ -27,18 +29,24 @@ class TokenizedExample(msgspec.Struct):
     labels: list[int]
 
 
+class PreferencePair(msgspec.Struct):
+    preferred: TokenizedExample
+    rejected: TokenizedExample
+
+
 class DataError(Exception):
     """The training data cannot be trained on (found while tokenising)."""
 
 
-def read_examples(path: Path, data_format: str) -> list[dict[str, Any]]:
+def read_examples(path: Path, data_format: str) -> list[tuple[int, dict[str, Any]]]:
+    """Each example with its line number."""
     examples = []
     with open(path, "rb") as stream:
         for line_number, item in iter_examples(stream):
             if isinstance(item, Exception):
                 raise DataError(f"line {line_number}: {item}")
             check_example(item, data_format)
-            examples.append(item)
+            examples.append((line_number, item))
     return examples
 
 
@@ -52,13 +60,33 @@ def as_messages(example: dict[str, Any], data_format: str) -> list[dict[str, Any
 
 
 def _render(tokenizer, messages: list[dict], tools: Any, generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
-    )
+    try:
+        return tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
+        )
+    except Exception as exc:  # the template's own error (jinja's, or raise_exception in the template)
+        raise DataError(f"the model's chat template cannot render this example: {exc}") from exc
+
+
+def _check_tools_rendered(tokenizer, messages: list[dict[str, Any]], tools: Any, text: str) -> None:
+    """A template that drops tools or tool calls would train the model on conversations it never sees."""
+    if tools and _render(tokenizer, messages, None, False) == text:
+        raise DataError(
+            'the model\'s chat template cannot render tools: it ignores the example\'s "tools", so the model '
+            "would never see them. Use a model whose chat template supports tools, or leave \"tools\" out"
+        )
+    for index, message in enumerate(messages):
+        if message.get("tool_calls"):
+            without_calls = [*messages[:index], {**message, "tool_calls": None}, *messages[index + 1 :]]
+            if _render(tokenizer, without_calls, tools, False) == text:
+                raise DataError(
+                    f"the model's chat template cannot render tool calls: it leaves out messages[{index}].tool_calls"
+                )
 
 
 def tokenize_chat(tokenizer, messages: list[dict[str, Any]], tools: Any, max_length: int) -> TokenizedExample:
     text = _render(tokenizer, messages, tools, False)
+    _check_tools_rendered(tokenizer, messages, tools, text)
     trained_spans = []
     for index, message in enumerate(messages):
         if message["role"] != "assistant" or message.get("weight", 1) == 0:
@@ -98,9 +126,33 @@ def tokenize(tokenizer, example: dict[str, Any], data_format: str, max_length: i
     raise DataError(f"the {data_format} format cannot be used for supervised fine-tuning")
 
 
-def tokenize_file(tokenizer, path: Path, data_format: str, max_length: int) -> list[TokenizedExample]:
-    examples = [tokenize(tokenizer, e, data_format, max_length) for e in read_examples(path, data_format)]
-    usable = [e for e in examples if any(label != IGNORE for label in e.labels)]
+def tokenize_preference(tokenizer, example: dict[str, Any], max_length: int) -> PreferencePair:
+    # Earlier assistant turns are context; only the preferred or rejected answer is scored.
+    prompt = [{**m, "weight": 0} if m["role"] == "assistant" else m for m in example["input"]["messages"]]
+    tools = example["input"].get("tools")
+    return PreferencePair(
+        preferred=tokenize_chat(tokenizer, prompt + example["preferred_output"], tools, max_length),
+        rejected=tokenize_chat(tokenizer, prompt + example["non_preferred_output"], tools, max_length),
+    )
+
+
+def _trainable(example: TokenizedExample | PreferencePair) -> bool:
+    parts = [example.preferred, example.rejected] if isinstance(example, PreferencePair) else [example]
+    return all(any(label != IGNORE for label in part.labels) for part in parts)
+
+
+def tokenize_file(tokenizer, path: Path, data_format: str, max_length: int) -> list[Any]:
+    """TokenizedExamples, or PreferencePairs for a preference file; problems name their line."""
+    examples = []
+    for line_number, example in read_examples(path, data_format):
+        try:
+            if data_format == "preference":
+                examples.append(tokenize_preference(tokenizer, example, max_length))
+            else:
+                examples.append(tokenize(tokenizer, example, data_format, max_length))
+        except DataError as exc:
+            raise DataError(f"line {line_number}: {exc}") from exc
+    usable = [e for e in examples if _trainable(e)]
     if not usable:
         raise DataError("no example has a token to train on (every assistant turn has weight 0 or was truncated)")
     return usable
@@ -133,14 +185,31 @@ def collate(examples: list[TokenizedExample], packing: bool, pad_id: int) -> dic
     }
 
 
+def collate_pairs(pairs: list[PreferencePair], pad_id: int) -> dict[str, torch.Tensor]:
+    """One padded batch: the preferred sequences, then the rejected ones in the same order."""
+    return collate([p.preferred for p in pairs] + [p.rejected for p in pairs], packing=False, pad_id=pad_id)
+
+
 def batches(
     examples: list[TokenizedExample], batch_size: int, packing: bool, pad_id: int, seed: int, epoch: int
-) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
-    """The epoch's batches in a seeded order, each with its count of real (non-pad) tokens."""
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor], int]]:
+    """The epoch's batches in a seeded order: the examples' indices, the batch, its count of real tokens."""
     order = epoch_order(len(examples), seed, epoch)
     for start in range(0, len(order), batch_size):
-        chosen = [examples[i] for i in order[start : start + batch_size]]
-        yield collate(chosen, packing, pad_id), sum(len(e.input_ids) for e in chosen)
+        indices = order[start : start + batch_size]
+        chosen = [examples[i] for i in indices]
+        yield indices, collate(chosen, packing, pad_id), sum(len(e.input_ids) for e in chosen)
+
+
+def pair_batches(
+    pairs: list[PreferencePair], batch_size: int, pad_id: int, seed: int, epoch: int
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor], int]]:
+    order = epoch_order(len(pairs), seed, epoch)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        chosen = [pairs[i] for i in indices]
+        tokens = sum(len(p.preferred.input_ids) + len(p.rejected.input_ids) for p in chosen)
+        yield indices, collate_pairs(chosen, pad_id), tokens
 
 
 def steps_per_epoch(example_count: int, batch_size: int) -> int:
@@ -148,8 +217,11 @@ def steps_per_epoch(example_count: int, batch_size: int) -> int:
 
 
 def metrics_csv(rows: list[dict[str, Any]]) -> str:
-    """OpenAI's step_metrics.csv: one row per step, empty cells for what was not computed."""
+    """OpenAI's step_metrics.csv: one row per step, empty cells for what was not computed. A method's
+    own metrics (DPO's reward margin and accuracy) follow OpenAI's columns."""
     columns = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
+    for row in rows:
+        columns += [name for name in row if name not in columns]
     lines = [",".join(columns)]
     for row in rows:
         lines.append(",".join("" if row.get(c) is None else f"{row[c]:.6g}" for c in columns))

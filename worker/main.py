@@ -12,11 +12,17 @@ import threading
 import time
 from pathlib import Path
 
+import httpx2
+
+from server.internal_protocol import WorkerHeartbeat
 from storage.ids import random_base62
 from worker import runner
+from worker.client import WorkerClient
 from worker.queue import job_queue
 
 log = logging.getLogger("gxft.worker")
+
+HEARTBEAT_SECONDS = 10.0
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -32,6 +38,31 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _this_machine(worker_id: str) -> WorkerHeartbeat:
+    import torch
+
+    if torch.cuda.is_available():
+        devices = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
+        return WorkerHeartbeat(worker_id=worker_id, accelerator="cuda", devices=devices)
+    return WorkerHeartbeat(worker_id=worker_id, accelerator="cpu")
+
+
+def _keep_announcing(client: WorkerClient) -> None:
+    """Tell the server, now and every few seconds, that this worker is here and what it can train on."""
+    heartbeat = _this_machine(client.worker_id)
+    log.info("worker %s: %s", client.worker_id, ", ".join(heartbeat.devices) or "CPU only")
+
+    def announce() -> None:
+        while True:
+            try:
+                client.heartbeat(heartbeat)
+            except httpx2.HTTPError as exc:
+                log.debug("heartbeat not delivered: %s", exc)
+            time.sleep(HEARTBEAT_SECONDS)
+
+    threading.Thread(target=announce, name="heartbeat", daemon=True).start()
+
+
 def run_worker(server_url: str, queue_path: str | None = None, parent_pid: int | None = None) -> int:
     token = os.environ.get("GXFT_WORKER_TOKEN")
     if not token:
@@ -45,6 +76,7 @@ def run_worker(server_url: str, queue_path: str | None = None, parent_pid: int |
         _exit_with_parent(parent_pid)
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{random_base62(6)}"
     runner.context = runner.WorkerContext(server_url=server_url, token=token, worker_id=worker_id)
+    _keep_announcing(WorkerClient(server_url, token, worker_id))
     queue = job_queue(Path(queue_path) if queue_path else None, redis_url)
     log.info("worker %s serving %s from %s", worker_id, server_url, redis_url or queue_path)
     consumer = queue.huey.create_consumer(

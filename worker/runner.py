@@ -19,7 +19,7 @@ from worker.client import JobTaken, WorkerClient
 from worker.data import DataError, write_metrics_csv
 from worker.integrations import WandbRun, start_wandb
 from worker.reporter import ProgressReporter
-from worker.trainer import ModelLoadError, SupervisedRecipe
+from worker.trainer import RECIPES, GPURequired, ModelLoadError
 
 log = logging.getLogger("gxft.worker")
 
@@ -53,6 +53,9 @@ class JobHooks:
         remaining = total_steps - step
         eta = int(time.time() + (time.time() - self.started) / done * remaining) if remaining else None
         message = f"Step {step}/{total_steps}: training loss={metrics['train_loss']:.2f}"
+        if "train_reward_margin" in metrics:
+            message += (f", reward margin={metrics['train_reward_margin']:.2f}, "
+                        f"reward accuracy={metrics['train_reward_accuracy']:.2f}")
         if "valid_loss" in metrics:
             message += f", validation loss={metrics['valid_loss']:.2f}"
         self.reporter.event(message, type="metrics", data=metrics)
@@ -88,6 +91,8 @@ class JobHooks:
 def _failure(exc: BaseException) -> tuple[str, str, str | None]:
     if isinstance(exc, ModelLoadError):
         return "model_load_failed", str(exc), "model"
+    if isinstance(exc, GPURequired):
+        return "gpu_required", str(exc), "hyperparameters"
     if isinstance(exc, DataError):
         return "invalid_training_file", f"The job failed due to an invalid training file: {exc}", "training_file"
     if isinstance(exc, torch.OutOfMemoryError):
@@ -143,7 +148,13 @@ def run_job(client: WorkerClient, spec: JobSpec) -> None:
 def _train(client: WorkerClient, spec: JobSpec, reporter: ProgressReporter, workdir: Path):
     train_path = client.download_file(spec.training_file, workdir / "train.jsonl")
     valid_path = client.download_file(spec.validation_file, workdir / "valid.jsonl") if spec.validation_file else None
-    recipe = SupervisedRecipe(spec, train_path, valid_path, workdir)
+    starting_dir = None
+    if spec.starting_weights is not None:
+        starting_dir = workdir / "starting-weights"
+        starting_dir.mkdir()
+        for filename, file_id in spec.starting_weights.files.items():
+            client.download_file(file_id, starting_dir / filename)
+    recipe = RECIPES[spec.method](spec, train_path, valid_path, workdir, starting_dir)
     recipe.setup()
     if spec.resume is not None:
         recipe.load_state(client.download_blob(spec.resume.state_blob, workdir / "resume.pt"))

@@ -1,8 +1,13 @@
-"""Supervised fine-tuning, LoRA or full, as one readable loop (in the manner of a torchtune recipe).
+"""Fine-tuning, supervised or DPO, LoRA, QLoRA or full, as one readable loop (in the manner of a torchtune recipe).
 
-    load tokenizer and model → wrap with LoRA → tokenise the files once → for each epoch: seeded
-    batches → forward, backward, clip, step → per-step metrics → at the epoch's end: validation and
-    a checkpoint → the final checkpoint.
+    load tokenizer and model (in 4 bits for QLoRA; from a fine-tuned model's weights when continuing)
+    → wrap with LoRA → tokenise the files once → for each epoch: seeded batches → forward, loss,
+    backward, clip, step → per-step metrics → at the epoch's end: validation and a checkpoint → the
+    final checkpoint.
+
+`SupervisedRecipe` trains on next-token loss. `PreferenceRecipe` changes only the data and the loss:
+DPO (Rafailov et al., 2023) against reference log-probabilities computed once, before the first
+step, from the starting weights, so no second model is held in memory.
 
 The loop knows nothing of HTTP: it talks to `TrainingHooks` (implemented by worker/runner.py),
 which report metrics, deliver checkpoints and pass on the user's orders (cancel, pause).
@@ -15,10 +20,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
 from server.internal_protocol import JobSpec
-from worker.data import IGNORE, TokenizedExample, batches, collate, steps_per_epoch, tokenize_file
+from worker.data import (
+    IGNORE, PreferencePair, TokenizedExample, batches, collate, collate_pairs, pair_batches, steps_per_epoch,
+    tokenize_file,
+)
 
 
 class TrainingHooks(Protocol):
@@ -34,6 +43,10 @@ class TrainingHooks(Protocol):
 
 class ModelLoadError(Exception):
     pass
+
+
+class GPURequired(Exception):
+    """The job asks for something only a CUDA GPU can do (QLoRA), and this worker has none."""
 
 
 @dataclass
@@ -52,16 +65,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_model(model_path: str, device: torch.device, base_model: str):
+def load_model(model_path: str, device: torch.device, model_name: str, quantization: str | None = None):
+    """Tokenizer and model from a folder; with quantization "nf4" the model's linear layers load in
+    4 bits (bitsandbytes), frozen, ready for LoRA on top (QLoRA)."""
+    if quantization is not None and device.type != "cuda":
+        raise GPURequired('QLoRA (quantization "nf4") needs a CUDA GPU, and this worker has none.')
     dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
+        if quantization is None:
+            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
+        else:
+            model = _load_4bit(model_path, device, dtype)
     except Exception as exc:
-        raise ModelLoadError(f"The base model {base_model!r} could not be loaded from {model_path}: {exc}") from exc
+        raise ModelLoadError(f"The model {model_name!r} could not be loaded from {model_path}: {exc}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
+
+
+def _load_4bit(model_path: str, device: torch.device, compute_dtype: torch.dtype):
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, quantization_config=quantization, dtype=compute_dtype, device_map={"": device.index or 0}
+    )
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
 
 
 def apply_lora(model, settings):
@@ -77,10 +113,36 @@ def apply_lora(model, settings):
     return get_peft_model(model, config)
 
 
-def forward(model, batch: dict[str, torch.Tensor]):
+def forward(model, batch: dict[str, torch.Tensor], with_loss: bool = True):
     # No KV cache: with one, transformers skips the packed-sequence masking that keeps packed
     # examples from attending to each other (see tests/test_packing.py).
-    return model(**batch, use_cache=False)
+    inputs = batch if with_loss else {k: v for k, v in batch.items() if k != "labels"}
+    return model(**inputs, use_cache=False)
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row: the summed log-probability of its labelled tokens (as TRL's DPOTrainer scores a completion)."""
+    targets = labels[:, 1:]
+    token_logps = -F.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
+    )
+    return token_logps.sum(-1)
+
+
+def dpo_loss(
+    policy_logps: torch.Tensor, reference_logps: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """DPO's sigmoid loss over a batch laid out as [preferred…, rejected…], with its reward metrics."""
+    rewards = beta * (policy_logps - reference_logps)
+    preferred, rejected = rewards.chunk(2)
+    loss = -F.logsigmoid(preferred - rejected).mean()
+    preferred, rejected = preferred.detach(), rejected.detach()
+    return loss, {
+        "reward_margin": float((preferred - rejected).mean()),
+        "reward_accuracy": float((preferred > rejected).float().mean()),
+        "preferred_reward": float(preferred.mean()),
+        "rejected_reward": float(rejected.mean()),
+    }
 
 
 def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
@@ -106,24 +168,19 @@ def evaluate(model, examples: list[TokenizedExample], batch_size: int, packing: 
 
 
 class SupervisedRecipe:
-    def __init__(self, spec: JobSpec, train_path: Path, valid_path: Path | None, workdir: Path):
+    def __init__(self, spec: JobSpec, train_path: Path, valid_path: Path | None, workdir: Path,
+                 starting_dir: Path | None = None):
         self.spec = spec
         self.settings = spec.settings
         self.train_path = train_path
         self.valid_path = valid_path
         self.workdir = workdir
+        self.starting_dir = starting_dir  # the files of spec.starting_weights, when the job continues a model
         self.device = pick_device()
 
     def setup(self) -> None:
         seed_everything(self.spec.seed)
-        self.tokenizer, model = load_model(self.spec.model_path, self.device, self.spec.base_model)
-        if self.device.type == "cuda":
-            model.gradient_checkpointing_enable()
-            if self.settings.lora:
-                model.enable_input_require_grads()  # checkpointed blocks need a grad path through frozen inputs
-        if self.settings.lora:
-            model = apply_lora(model, self.settings)
-        self.model = model
+        self.model = self._starting_model()
         self.model.train()
         length = self.settings.context_length
         self.train_examples = tokenize_file(self.tokenizer, self.train_path, self.spec.data_format, length)
@@ -142,6 +199,50 @@ class SupervisedRecipe:
         self.step = 0
         self.trained_tokens = 0
         self.metric_rows: list[dict[str, Any]] = []
+
+    def _starting_model(self):
+        """The base model, or the fine-tuned one the job continues, ready to train (adapter or all weights)."""
+        settings, starting = self.settings, self.spec.starting_weights
+        full_start = starting is not None and not starting.adapter
+        path = str(self.starting_dir) if full_start else self.spec.model_path
+        name = starting.model if full_start else self.spec.base_model
+        self.tokenizer, model = load_model(path, self.device, name, settings.quantization)
+        if self.device.type == "cuda" and settings.quantization is None:
+            model.gradient_checkpointing_enable()
+            if settings.lora:
+                model.enable_input_require_grads()  # checkpointed blocks need a grad path through frozen inputs
+        if starting is not None and starting.adapter:
+            from peft import PeftModel
+
+            # Continue training that adapter, or fold it into the base and train every weight.
+            model = PeftModel.from_pretrained(model, str(self.starting_dir), is_trainable=settings.lora)
+            return model if settings.lora else model.merge_and_unload()
+        return apply_lora(model, settings) if settings.lora else model
+
+    # What a method defines: its batches, its loss and metrics on one batch, its validation.
+
+    def epoch_batches(self, epoch: int):
+        return batches(self.train_examples, self.settings.batch_size, self.settings.packing,
+                       self.tokenizer.pad_token_id, self.spec.seed, epoch)
+
+    def batch_loss(self, batch: dict[str, torch.Tensor], indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        output = forward(self.model, batch)
+        correct, counted = token_accuracy(output.logits.detach(), batch["labels"])
+        return output.loss, {"train_loss": float(output.loss.detach()),
+                             "train_mean_token_accuracy": correct / max(counted, 1)}
+
+    def validate(self) -> dict[str, float]:
+        valid = evaluate(self.model, self.valid_examples, self.settings.batch_size, self.settings.packing,
+                         self.tokenizer.pad_token_id, self.device)
+        return {"valid_loss": valid["loss"], "valid_mean_token_accuracy": valid["accuracy"],
+                "full_valid_loss": valid["loss"], "full_valid_mean_token_accuracy": valid["accuracy"]}
+
+    @staticmethod
+    def metric_row(metrics: dict[str, float]) -> dict[str, Any]:
+        """The step's row of step_metrics.csv."""
+        return {"step": metrics["step"], "train_loss": metrics["train_loss"],
+                "train_accuracy": metrics["train_mean_token_accuracy"], "valid_loss": metrics.get("valid_loss"),
+                "valid_mean_token_accuracy": metrics.get("valid_mean_token_accuracy")}
 
     # Resumable state: trainable weights, optimizer, schedule and position.
 
@@ -186,41 +287,26 @@ class SupervisedRecipe:
 
     def train(self, hooks: TrainingHooks) -> Outcome:
         settings = self.settings
-        pad_id = self.tokenizer.pad_token_id
         rows = self.metric_rows
         start_epoch, skip = divmod(self.step, self.steps_per_epoch)
         for epoch in range(start_epoch, settings.n_epochs):
-            epoch_batches = batches(self.train_examples, settings.batch_size, settings.packing, pad_id,
-                                    self.spec.seed, epoch)
-            for index, (batch, tokens) in enumerate(epoch_batches):
+            for index, (indices, batch, tokens) in enumerate(self.epoch_batches(epoch)):
                 if epoch == start_epoch and index < skip:
                     continue
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                output = forward(self.model, batch)
-                output.loss.backward()
+                loss, step_metrics = self.batch_loss(batch, indices)
+                loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 self.trained_tokens += tokens
-                correct, counted = token_accuracy(output.logits.detach(), batch["labels"])
-                metrics = {
-                    "step": self.step,
-                    "total_steps": self.total_steps,
-                    "train_loss": float(output.loss.detach()),
-                    "train_mean_token_accuracy": correct / max(counted, 1),
-                }
+                metrics = {"step": self.step, "total_steps": self.total_steps, **step_metrics}
                 end_of_epoch = index == self.steps_per_epoch - 1
                 if end_of_epoch and self.valid_examples:
-                    valid = evaluate(self.model, self.valid_examples, settings.batch_size, settings.packing, pad_id,
-                                     self.device)
-                    metrics.update(valid_loss=valid["loss"], valid_mean_token_accuracy=valid["accuracy"],
-                                   full_valid_loss=valid["loss"], full_valid_mean_token_accuracy=valid["accuracy"])
-                rows.append({"step": self.step, "train_loss": metrics["train_loss"],
-                             "train_accuracy": metrics["train_mean_token_accuracy"],
-                             "valid_loss": metrics.get("valid_loss"),
-                             "valid_mean_token_accuracy": metrics.get("valid_mean_token_accuracy")})
+                    metrics.update(self.validate())
+                rows.append(self.metric_row(metrics))
                 hooks.step_done(self.step, self.total_steps, metrics, self.trained_tokens)
                 if end_of_epoch:
                     self._checkpoint(hooks, metrics, final=self.step == self.total_steps)
@@ -232,3 +318,60 @@ class SupervisedRecipe:
                     return Outcome(order, self.trained_tokens, rows)
         return Outcome("completed", self.trained_tokens, rows)
 
+
+class PreferenceRecipe(SupervisedRecipe):
+    """DPO on preference pairs. Everything but the data, the loss and the metrics is the supervised recipe."""
+
+    def setup(self) -> None:
+        super().setup()
+        # Before any step (and before a resumed job loads its trained state): the starting model is the reference.
+        self.train_reference = self._reference_logps(self.train_examples)
+        self.valid_reference = self._reference_logps(self.valid_examples)
+
+    @torch.no_grad()
+    def _reference_logps(self, pairs: list[PreferencePair]) -> list[tuple[float, float]]:
+        self.model.eval()
+        reference = []
+        for start in range(0, len(pairs), self.settings.batch_size):
+            chunk = pairs[start : start + self.settings.batch_size]
+            batch = {k: v.to(self.device) for k, v in collate_pairs(chunk, self.tokenizer.pad_token_id).items()}
+            logps = sequence_logps(forward(self.model, batch, with_loss=False).logits, batch["labels"]).tolist()
+            reference += list(zip(logps[: len(chunk)], logps[len(chunk) :]))
+        self.model.train()
+        return reference
+
+    def epoch_batches(self, epoch: int):
+        return pair_batches(self.train_examples, self.settings.batch_size, self.tokenizer.pad_token_id,
+                            self.spec.seed, epoch)
+
+    def _pair_loss(self, batch: dict[str, torch.Tensor], reference: list[tuple[float, float]]):
+        logps = sequence_logps(forward(self.model, batch, with_loss=False).logits, batch["labels"])
+        reference_logps = torch.tensor([r[0] for r in reference] + [r[1] for r in reference], device=logps.device)
+        return dpo_loss(logps, reference_logps, self.settings.beta)
+
+    def batch_loss(self, batch: dict[str, torch.Tensor], indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, rewards = self._pair_loss(batch, [self.train_reference[i] for i in indices])
+        return loss, {"train_loss": float(loss.detach()), **{f"train_{k}": v for k, v in rewards.items()}}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        totals: dict[str, float] = {}
+        size = self.settings.batch_size
+        for start in range(0, len(self.valid_examples), size):
+            chunk = self.valid_examples[start : start + size]
+            batch = {k: v.to(self.device) for k, v in collate_pairs(chunk, self.tokenizer.pad_token_id).items()}
+            loss, rewards = self._pair_loss(batch, self.valid_reference[start : start + size])
+            for name, value in {"loss": float(loss), **rewards}.items():
+                totals[name] = totals.get(name, 0.0) + value * len(chunk)
+        self.model.train()
+        return {f"valid_{name}": total / len(self.valid_examples) for name, total in totals.items()}
+
+    @staticmethod
+    def metric_row(metrics: dict[str, float]) -> dict[str, Any]:
+        return {"step": metrics["step"], "train_loss": metrics["train_loss"], "valid_loss": metrics.get("valid_loss"),
+                **{k: metrics.get(k) for k in ("train_reward_margin", "train_reward_accuracy",
+                                                "valid_reward_margin", "valid_reward_accuracy")}}
+
+
+RECIPES = {"supervised": SupervisedRecipe, "dpo": PreferenceRecipe}

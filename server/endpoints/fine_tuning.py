@@ -16,8 +16,6 @@ from server.services import project, services
 from storage.jobs import CheckpointRecord, EventRecord, JobRecord
 
 
-
-
 def job_object(job: JobRecord) -> FineTuningJob:
     hyperparameters = public_hyperparameters(job)
     return FineTuningJob(
@@ -42,6 +40,7 @@ def job_object(job: JobRecord) -> FineTuningJob:
         user_provided_suffix=job.suffix,
         trained_steps=job.trained_steps,
         total_steps=job.total_steps,
+        from_checkpoint={"type": "ft"} if job.parent_checkpoint else None,
     )
 
 

@@ -6,7 +6,7 @@ Only the worker token opens these routes (see server/auth.py); they are not part
 import time
 
 from starlette.requests import Request
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from server.endpoints.fine_tuning import checkpoint_object, job_object
@@ -14,6 +14,7 @@ from server.endpoints.files import file_object
 from server.errors import APIError, invalid_request, not_found
 from server.internal_protocol import (
     CheckpointReport, ClaimRequest, CompletionReport, FailureReport, ProgressReport, ReportReply, StoredBlob,
+    WorkerHeartbeat,
 )
 from server.requests import decode_json
 from server.responses import MsgspecResponse
@@ -22,6 +23,11 @@ from server.uploads import clean_filename, commit_upload
 from storage.blobs import BlobWriter
 from storage.files import FileRecord
 from storage.ids import new_id
+
+
+async def worker_heartbeat(request: Request) -> Response:
+    services(request).workers.heard(await decode_json(request, WorkerHeartbeat))
+    return Response(status_code=204)
 
 
 async def claim_job(request: Request) -> MsgspecResponse:
@@ -111,6 +117,7 @@ async def blob_content(request: Request) -> FileResponse:
 
 
 routes = [
+    Route("/internal/workers/heartbeat", worker_heartbeat, methods=["POST"]),
     Route("/internal/jobs/{job_id}/claim", claim_job, methods=["POST"]),
     Route("/internal/jobs/{job_id}/report", report_progress, methods=["POST"]),
     Route("/internal/jobs/{job_id}/files", upload_result_file, methods=["POST"]),

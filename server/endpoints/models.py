@@ -21,8 +21,8 @@ async def list_models(request: Request) -> MsgspecResponse:
 
 
 async def retrieve_model(request: Request) -> MsgspecResponse:
-    served = services(request).catalog.get(project(request), request.path_params["model"])
-    return MsgspecResponse(served.wire())
+    catalog = services(request).catalog
+    return MsgspecResponse(catalog.wire(catalog.get(project(request), request.path_params["model"])))
 
 
 async def delete_model(request: Request) -> MsgspecResponse:
