@@ -216,7 +216,8 @@ class SupervisedRecipe:
 
             # Continue training that adapter, or fold it into the base and train every weight.
             model = PeftModel.from_pretrained(model, str(self.starting_dir), is_trainable=settings.lora)
-            return model if settings.lora else model.merge_and_unload()
+            # (peft froze the base weights when it loaded the adapter for inference; unfreeze them.)
+            return model if settings.lora else model.merge_and_unload().requires_grad_(True)
         return apply_lora(model, settings) if settings.lora else model
 
     # What a method defines: its batches, its loss and metrics on one batch, its validation.
