@@ -31,6 +31,6 @@ class WorkerRoster:
         """For error messages: e.g. "2 workers, both CPU only"."""
         live = self.live()
         if not live:
-            return "no worker has connected in the last minute"
+            return "no worker has connected in the last minute; one that is starting announces itself within seconds"
         gpus = [worker for worker in live if worker.accelerator == "cuda"]
         return f"{len(live)} worker(s) connected, {len(gpus)} with a CUDA GPU"
