@@ -4,6 +4,7 @@ Any failure (a model that does not load, bad data found late, out of memory) mar
 with a reason, and the worker goes on to its next job.
 """
 
+import gc
 import logging
 import shutil
 import tempfile
@@ -143,6 +144,14 @@ def run_job(client: WorkerClient, spec: JobSpec) -> None:
         log.info("job %s was taken from this worker; stopping", spec.job_id)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        _release_gpu_memory()
+
+
+def _release_gpu_memory() -> None:
+    """The worker lives on between jobs: hand the finished job's cached GPU memory back to the device."""
+    if torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def _train(client: WorkerClient, spec: JobSpec, reporter: ProgressReporter, workdir: Path):
