@@ -189,7 +189,7 @@ def test_sampling_parameters(client, tuned):
     def sample(seed):
         return client.chat.completions.create(
             model=TINY, messages=[{"role": "user", "content": "Tell me a story"}], temperature=1.5, seed=seed,
-            n=3, max_tokens=12,
+            n=3, max_tokens=12, logit_bias={"2": -100},  # no end-of-turn: every choice runs to max_tokens
         )
 
     first, again, other = sample(5), sample(5), sample(6)

@@ -5,10 +5,11 @@
 
 The model is built from a config with random weights (about 1.0B parameters by default; no download)
 and the tiny model's tokenizer, and registered with a real `gxft serve` and its worker. The same job
-runs twice, one after the other: `"quantization": "nf4"` (4-bit base, bf16 LoRA) and plain bf16 LoRA.
-For each: training tokens/s (trained_tokens over the time from the first finished step to
-`succeeded`, polled every 0.1 s), the GPU memory in use at its peak (nvidia-smi, every 0.1 s, less
-what was in use before the job), and seconds from create to `succeeded`.
+runs twice, one after the other, each on a fresh server and worker: plain bf16 LoRA, then
+`"quantization": "nf4"` (4-bit base, bf16 LoRA). For each: training tokens/s (trained_tokens over the
+time from the first finished step to `succeeded`, polled every 0.1 s), the GPU memory in use at its
+peak (nvidia-smi every 0.1 s, less what was in use before the server started: the worker's CUDA
+context included), and seconds from create to `succeeded`.
 """
 
 import argparse
@@ -96,8 +97,22 @@ class GPUMemory:
         self._thread.join()
 
 
-def run_job(client, file_id: str, hyperparameters: dict) -> dict:
+def run_job(server_dir: Path, registry: Path, rows: list[dict], hyperparameters: dict) -> dict:
+    """One job on a fresh server and worker, so that no other job's memory is counted."""
     idle = GPUMemory.used()
+    server = ServerProcess(server_dir, env={"GXFT_MODELS_FILE": str(registry)})
+    try:
+        return _measure(server.client(), rows, hyperparameters, idle)
+    finally:
+        server.stop()
+
+
+def _measure(client, rows: list[dict], hyperparameters: dict, idle: int) -> dict:
+    while client.models.retrieve(MODEL_ID).model_extra["fine_tuning"]["quantization"] != ["nf4"]:
+        time.sleep(0.2)  # the worker has not announced its GPU yet
+    content = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    file = client.files.create(file=("bench.jsonl", content), purpose="fine-tune")
+    file_id = client.files.wait_for_processing(file.id, poll_interval=0.1).id
     with GPUMemory() as memory:
         created = time.perf_counter()
         job = client.fine_tuning.jobs.create(model=MODEL_ID, training_file=file_id, seed=0,
@@ -145,21 +160,12 @@ def main() -> int:
         torch.cuda.empty_cache()
         registry = temp_dir / "registry.toml"
         registry.write_text(f'[[models]]\nid = "{MODEL_ID}"\npath = "{temp_dir / "model"}"\ncontext_length = 2048\n')
-        server = ServerProcess(temp_dir / "data", env={"GXFT_MODELS_FILE": str(registry)})
-        try:
-            client = server.client()
-            while client.models.retrieve(MODEL_ID).model_extra["fine_tuning"]["quantization"] != ["nf4"]:
-                time.sleep(0.2)  # the worker has not announced its GPU yet
-            content = "".join(json.dumps(row) + "\n" for row in training_rows(args.examples, args.tokens)).encode()
-            file = client.files.create(file=("bench.jsonl", content), purpose="fine-tune")
-            file = client.files.wait_for_processing(file.id, poll_interval=0.1)
-            common = {"n_epochs": 1, "batch_size": args.batch_size, "lora_r": 16}
-            results = {
-                "qlora_nf4": run_job(client, file.id, {**common, "quantization": "nf4"}),
-                "lora_bf16": run_job(client, file.id, common),
-            }
-        finally:
-            server.stop()
+        rows = training_rows(args.examples, args.tokens)
+        common = {"n_epochs": 1, "batch_size": args.batch_size, "lora_r": 16}
+        results = {
+            "lora_bf16": run_job(temp_dir / "data-lora", registry, rows, common),
+            "qlora_nf4": run_job(temp_dir / "data-qlora", registry, rows, {**common, "quantization": "nf4"}),
+        }
     report = {
         "machine": {"gpu": torch.cuda.get_device_name(0), "python": platform.python_version(),
                     "torch": torch.__version__},
