@@ -120,3 +120,28 @@ def test_jobs_cancel_pause_resume_and_failure_exit_code(server):
     assert watched.returncode == 1 and f"{job_id}: cancelled" in watched.stdout
     refused = gxft(server, "jobs", "create", "--model", "no-such-model", "--training-file", train)
     assert refused.returncode == 1 and "400" in refused.stderr and TINY in refused.stderr
+
+
+def test_dpo_job_continuing_a_fine_tuned_model_from_the_command_line(server, tmp_path):
+    sft = ok(gxft(server, "jobs", "create", "--model", TINY, "--training-file",
+                  str(SAMPLE_DATA / "sample_training_data.jsonl"), "--epochs", "1", "--watch"))
+    fine_tuned = sft.rsplit("→ ", 1)[1].strip()
+    preferences = tmp_path / "preferences.jsonl"
+    preferences.write_text("".join(json.dumps({
+        "input": {"messages": [{"role": "user", "content": f"Say {i}"}]},
+        "preferred_output": [{"role": "assistant", "content": f"{i}"}],
+        "non_preferred_output": [{"role": "assistant", "content": "No."}],
+    }) + "\n" for i in range(10)))
+    output = ok(gxft(server, "jobs", "create", "--model", fine_tuned, "--training-file", str(preferences),
+                     "--method", "dpo", "--beta", "0.2", "--epochs", "1", "--watch"))
+    job = json.loads(ok(gxft(server, "jobs", "get", output.split(":")[0])))
+    assert job["status"] == "succeeded" and job["model"] == fine_tuned
+    assert job["method"]["type"] == "dpo" and job["method"]["dpo"]["hyperparameters"] == job["hyperparameters"]
+    assert job["hyperparameters"]["beta"] == 0.2
+
+    import torch
+
+    if not torch.cuda.is_available():
+        qlora = gxft(server, "jobs", "create", "--model", TINY, "--training-file", str(preferences),
+                     "--method", "dpo", "--quantization", "nf4")
+        assert qlora.returncode == 1 and "400" in qlora.stderr and "needs a worker with a CUDA GPU" in qlora.stderr

@@ -132,8 +132,12 @@ def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
     jobs = commands.add_parser("jobs", help="create, watch and manage fine-tuning jobs").add_subparsers(
         dest="jobs_command", required=True)
     create = leaf(jobs, "create", remote.jobs_create, "create a fine-tuning job (local files are uploaded first)")
-    create.add_argument("--model", required=True)
+    create.add_argument("--model", required=True, help="a base model, or a fine-tuned model (ft:…) to train further")
     create.add_argument("--training-file", required=True, help="a file id, or a local JSONL path")
+    create.add_argument("--method", choices=["supervised", "dpo"], default="supervised",
+                        help="dpo trains on preference files")
+    create.add_argument("--beta", type=float, help="DPO: how far the model may move from where it started")
+    create.add_argument("--quantization", choices=["nf4"], help="QLoRA: a 4-bit base under the adapter (GPU)")
     create.add_argument("--validation-file", help="a file id, or a local JSONL path")
     create.add_argument("--epochs", type=int)
     create.add_argument("--batch-size", type=int)

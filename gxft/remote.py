@@ -103,7 +103,8 @@ def _hyperparameters(args) -> dict[str, Any]:
     chosen = {
         "n_epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "learning_rate_multiplier": args.learning_rate_multiplier, "lora": args.lora, "lora_r": args.lora_r,
-        "lora_alpha": args.lora_alpha, "packing": args.packing,
+        "lora_alpha": args.lora_alpha, "packing": args.packing, "beta": args.beta,
+        "quantization": args.quantization,
     }
     return {name: value for name, value in chosen.items() if value is not None}
 
@@ -111,9 +112,9 @@ def _hyperparameters(args) -> dict[str, Any]:
 def jobs_create(args, client) -> int:
     training = _file_id(client, args.training_file)
     validation = _file_id(client, args.validation_file)
-    options: dict[str, Any] = {}
-    if hyperparameters := _hyperparameters(args):
-        options["hyperparameters"] = hyperparameters
+    hyperparameters = _hyperparameters(args)
+    # In OpenAI's current dialect: the method names the hyperparameters (DPO takes them nowhere else).
+    options: dict[str, Any] = {"method": {"type": args.method, args.method: {"hyperparameters": hyperparameters}}}
     if args.validation_file:
         options["validation_file"] = validation
     for name in ("suffix", "seed"):
