@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,19 @@ VALID = ROOT / "sample_data" / "sample_validation_data.jsonl"
 
 def gxft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gxft", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+                          timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+                                             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
 
 
-@pytest.mark.parametrize("method", ["lora", "sft"])
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("method", [
+    "lora", "sft", pytest.param("qlora", marks=pytest.mark.skipif(not _has_cuda(), reason="QLoRA needs a CUDA GPU")),
+])
 def test_create_config_train_evaluate(tmp_path, method):
     created = gxft("create-config", "demo", "--model", "gxft/tiny-chat", "--dataset", str(TRAIN), "--method", method,
                    cwd=tmp_path)
@@ -40,7 +50,8 @@ def test_create_config_train_evaluate(tmp_path, method):
     assert trained.returncode == 0, trained.stderr
     assert "20 steps" in trained.stdout and "Training gxft/tiny-chat" in trained.stderr  # the progress bar
     output = tmp_path / "demo_output"
-    weights = {"lora": "adapter_model.safetensors", "sft": "model.safetensors"}[method]
+    weights = {"lora": "adapter_model.safetensors", "qlora": "adapter_model.safetensors",
+               "sft": "model.safetensors"}[method]
     assert (output / weights).exists() and (output / "tokenizer.json").exists()
     rows = list(csv.DictReader((output / "step_metrics.csv").open()))
     assert len(rows) == 20 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
