@@ -62,7 +62,10 @@ def test_create_config_train_evaluate(tmp_path, method):
     metrics = json.loads(evaluated.stdout)
     assert metrics["examples"] == 5 and metrics["format"] == "chat"
     assert abs(metrics["perplexity"] - 2.718281828 ** metrics["loss"]) < 1e-6 * metrics["perplexity"]
-    assert abs(metrics["loss"] - float(rows[-1]["valid_loss"])) < 1e-3  # the same evaluation as training's
+    # The same evaluation as training's; but QLoRA trained (and validated) on the 4-bit base, while
+    # `evaluate` puts the adapter on the full-precision one (measured on an H100: 7.187 against 7.177).
+    tolerance = 2e-2 if method == "qlora" else 1e-3
+    assert abs(metrics["loss"] - float(rows[-1]["valid_loss"])) < tolerance
     assert 0 <= metrics["token_accuracy"] <= 1
     table = gxft("evaluate", "demo_output", "--dataset", str(VALID), cwd=tmp_path)
     assert table.returncode == 0 and "perplexity" in table.stdout and "token_accuracy" in table.stdout
