@@ -190,26 +190,11 @@ def collate_pairs(pairs: list[PreferencePair], pad_id: int) -> dict[str, torch.T
     return collate([p.preferred for p in pairs] + [p.rejected for p in pairs], packing=False, pad_id=pad_id)
 
 
-def batches(
-    examples: list[TokenizedExample], batch_size: int, packing: bool, pad_id: int, seed: int, epoch: int
-) -> Iterator[tuple[list[int], dict[str, torch.Tensor], int]]:
-    """The epoch's batches in a seeded order: the examples' indices, the batch, its count of real tokens."""
-    order = epoch_order(len(examples), seed, epoch)
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        chosen = [examples[i] for i in indices]
-        yield indices, collate(chosen, packing, pad_id), sum(len(e.input_ids) for e in chosen)
-
-
-def pair_batches(
-    pairs: list[PreferencePair], batch_size: int, pad_id: int, seed: int, epoch: int
-) -> Iterator[tuple[list[int], dict[str, torch.Tensor], int]]:
-    order = epoch_order(len(pairs), seed, epoch)
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        chosen = [pairs[i] for i in indices]
-        tokens = sum(len(p.preferred.input_ids) + len(p.rejected.input_ids) for p in chosen)
-        yield indices, collate_pairs(chosen, pad_id), tokens
+def batch_indices(count: int, batch_size: int, seed: int, epoch: int) -> Iterator[list[int]]:
+    """The epoch's batches, as indices of examples in a seeded order."""
+    order = epoch_order(count, seed, epoch)
+    for start in range(0, count, batch_size):
+        yield order[start : start + batch_size]
 
 
 def steps_per_epoch(example_count: int, batch_size: int) -> int:

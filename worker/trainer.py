@@ -17,7 +17,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedul
 
 from server.internal_protocol import JobSpec
 from worker.data import (
-    IGNORE, PreferencePair, TokenizedExample, batches, collate, collate_pairs, pair_batches, steps_per_epoch,
-    tokenize_file,
+    IGNORE, PreferencePair, TokenizedExample, batch_indices, collate, collate_pairs, steps_per_epoch, tokenize_file,
 )
 
 
@@ -222,9 +221,12 @@ class SupervisedRecipe:
 
     # What a method defines: its batches, its loss and metrics on one batch, its validation.
 
-    def epoch_batches(self, epoch: int):
-        return batches(self.train_examples, self.settings.batch_size, self.settings.packing,
-                       self.tokenizer.pad_token_id, self.spec.seed, epoch)
+    def epoch_batches(self, epoch: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor], int]]:
+        """The epoch's batches: the examples' indices, the batch, its count of real (non-pad) tokens."""
+        for indices in batch_indices(len(self.train_examples), self.settings.batch_size, self.spec.seed, epoch):
+            chosen = [self.train_examples[i] for i in indices]
+            batch = collate(chosen, self.settings.packing, self.tokenizer.pad_token_id)
+            yield indices, batch, sum(len(e.input_ids) for e in chosen)
 
     def batch_loss(self, batch: dict[str, torch.Tensor], indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         output = forward(self.model, batch)
@@ -341,9 +343,11 @@ class PreferenceRecipe(SupervisedRecipe):
         self.model.train()
         return reference
 
-    def epoch_batches(self, epoch: int):
-        return pair_batches(self.train_examples, self.settings.batch_size, self.tokenizer.pad_token_id,
-                            self.spec.seed, epoch)
+    def epoch_batches(self, epoch: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor], int]]:
+        for indices in batch_indices(len(self.train_examples), self.settings.batch_size, self.spec.seed, epoch):
+            chosen = [self.train_examples[i] for i in indices]
+            tokens = sum(len(p.preferred.input_ids) + len(p.rejected.input_ids) for p in chosen)
+            yield indices, collate_pairs(chosen, self.tokenizer.pad_token_id), tokens
 
     def _pair_loss(self, batch: dict[str, torch.Tensor], reference: list[tuple[float, float]]):
         logps = sequence_logps(forward(self.model, batch, with_loss=False).logits, batch["labels"])
