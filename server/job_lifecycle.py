@@ -259,9 +259,9 @@ class JobLifecycle:
         """A job continuing a LoRA adapter trains that adapter further (or merges it and trains every
         weight); one continuing full weights trains every weight, since an adapter on them could not be
         served on the base model."""
-        assert start.parent is not None and start.parent.resolved is not None
+        assert start.checkpoint is not None and start.parent is not None and start.parent.resolved is not None
         parent = start.parent.resolved
-        name = start.checkpoint.fine_tuned_model_checkpoint if start.checkpoint else start.parent.model
+        name = start.checkpoint.fine_tuned_model_checkpoint
         if not parent["lora"]:
             if requested.get("lora") is True or "quantization" in requested:
                 raise invalid_request(
