@@ -103,7 +103,8 @@ def run_child(arguments: list[str], env: dict[str, str] | None = None) -> dict[s
     """Runs one measurement in a fresh Python process (so that its peak memory is its own) and returns
     the JSON it prints on its last `RESULT ` line."""
     process = subprocess.run([sys.executable, *arguments], cwd=ROOT, capture_output=True, text=True,
-                             env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), **(env or {})})
+                             env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {}),
+                                  "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     results = [line[len("RESULT "):] for line in process.stdout.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not results:
         raise RuntimeError(f"{' '.join(arguments)} failed ({process.returncode}):\n{process.stdout[-3000:]}"
