@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from worker.data import collate_pairs, tokenize_preference
-from worker.trainer import dpo_loss, forward, sequence_logps
+from worker.trainer import dpo_loss, logits, sequence_logps
 
 TINY = Path(__file__).resolve().parent.parent / "sample_data" / "models" / "tiny-chat"
 BETA = 0.1
@@ -57,8 +57,8 @@ def test_dpo_loss_equals_trl(tmp_path, beta):
 
     batch = collate_pairs([tokenize_preference(tokenizer, e, 2048) for e in examples], tokenizer.pad_token_id)
     with torch.no_grad():
-        policy_logps = sequence_logps(forward(policy, batch, with_loss=False).logits, batch["labels"])
-        reference_logps = sequence_logps(forward(reference, batch, with_loss=False).logits, batch["labels"])
+        policy_logps = sequence_logps(logits(policy, batch), batch["labels"])
+        reference_logps = sequence_logps(logits(reference, batch), batch["labels"])
     loss, rewards = dpo_loss(policy_logps, reference_logps, beta)
 
     assert batch["input_ids"].tolist() == trl_batch["input_ids"].tolist()

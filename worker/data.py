@@ -12,6 +12,7 @@ sequences, so no example attends to, or is trained to predict, another.
 """
 
 import base64
+import itertools
 import random
 from pathlib import Path
 from typing import Any, Iterator
@@ -164,7 +165,12 @@ def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
     return order
 
 
-def collate(examples: list[TokenizedExample], packing: bool, pad_id: int) -> dict[str, torch.Tensor]:
+def collate(examples: list[TokenizedExample], packing: bool, pad_id: int,
+            padding_free: bool = False) -> dict[str, Any]:
+    """A batch: padded (one row per example) or packed (one row); with `padding_free`, a packed batch also
+    carries its examples' boundaries for variable-length attention kernels (worker/attention.py).
+    `target_positions` are the flat indices, in the row-major (rows × (length − 1)) grid of
+    next-token predictions, of those whose target is labelled (worker/loss.py)."""
     if packing:
         input_ids, labels, positions = [], [], []
         for example in examples:
@@ -172,17 +178,31 @@ def collate(examples: list[TokenizedExample], packing: bool, pad_id: int) -> dic
             # The first token of each packed example is never a target: nothing before it is its context.
             labels += [IGNORE] + example.labels[1:]
             positions += range(len(example.input_ids))
-        return {
+        batch: dict[str, Any] = {
             "input_ids": torch.tensor([input_ids]),
             "labels": torch.tensor([labels]),
             "position_ids": torch.tensor([positions]),
+            "target_positions": torch.tensor([i for i, label in enumerate(labels[1:]) if label != IGNORE]),
         }
+        if padding_free:
+            lengths = [len(example.input_ids) for example in examples]
+            boundaries = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32)
+            batch.update(cu_seq_lens_q=boundaries, cu_seq_lens_k=boundaries, max_length_q=max(lengths),
+                         max_length_k=max(lengths))
+        return batch
     width = max(len(e.input_ids) for e in examples)
+    padded_labels = [e.labels + [IGNORE] * (width - len(e.labels)) for e in examples]
     return {
         "input_ids": torch.tensor([e.input_ids + [pad_id] * (width - len(e.input_ids)) for e in examples]),
-        "labels": torch.tensor([e.labels + [IGNORE] * (width - len(e.labels)) for e in examples]),
+        "labels": torch.tensor(padded_labels),
         "attention_mask": torch.tensor([[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in examples]),
+        "target_positions": torch.tensor([row * (width - 1) + i for row, labels in enumerate(padded_labels)
+                                          for i, label in enumerate(labels[1:]) if label != IGNORE]),
     }
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def collate_pairs(pairs: list[PreferencePair], pad_id: int) -> dict[str, torch.Tensor]:

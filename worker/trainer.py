@@ -13,6 +13,7 @@ The loop knows nothing of HTTP: it talks to `TrainingHooks` (implemented by work
 which report metrics, deliver checkpoints and pass on the user's orders (cancel, pause).
 """
 
+import contextlib
 import math
 import random
 from dataclasses import dataclass, field
@@ -21,12 +22,21 @@ from typing import Any, Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
 from server.internal_protocol import JobSpec
 from worker.data import (
-    IGNORE, PreferencePair, TokenizedExample, batch_indices, collate, collate_pairs, steps_per_epoch, tokenize_file,
+    IGNORE, PreferencePair, TokenizedExample, batch_indices, collate, collate_pairs, steps_per_epoch, to_device,
+    tokenize_file,
 )
+from worker import attention
+from worker.attention import padding_free
+from worker.loss import next_token_loss
+
+# Gradient checkpointing trades a second forward pass for memory: used only when a step's activations,
+# estimated at this many bytes per token, hidden unit and layer (Korthikanti et al. count 34 for a
+# bf16 transformer layer, plus margin), would take more than half the GPU memory left after loading.
+ACTIVATION_BYTES = 50
 
 
 class TrainingHooks(Protocol):
@@ -72,10 +82,12 @@ def load_model(model_path: str, device: torch.device, model_name: str, quantizat
     dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
+        config = AutoConfig.from_pretrained(model_path)
+        options = {"attn_implementation": attention.NAME} if attention.available(device, config) else {}
         if quantization is None:
-            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device)
+            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, **options).to(device)
         else:
-            model = _load_4bit(model_path, device, dtype)
+            model = _load_4bit(model_path, device, dtype, options)
     except Exception as exc:
         raise ModelLoadError(f"The model {model_name!r} could not be loaded from {model_path}: {exc}") from exc
     if tokenizer.pad_token_id is None:
@@ -83,7 +95,7 @@ def load_model(model_path: str, device: torch.device, model_name: str, quantizat
     return tokenizer, model
 
 
-def _load_4bit(model_path: str, device: torch.device, compute_dtype: torch.dtype):
+def _load_4bit(model_path: str, device: torch.device, compute_dtype: torch.dtype, options: dict):
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
@@ -94,7 +106,7 @@ def _load_4bit(model_path: str, device: torch.device, compute_dtype: torch.dtype
         bnb_4bit_compute_dtype=compute_dtype,
     )
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, quantization_config=quantization, dtype=compute_dtype, device_map={"": device.index or 0}
+        model_path, quantization_config=quantization, dtype=compute_dtype, device_map={"": device.index or 0}, **options
     )
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
 
@@ -109,14 +121,39 @@ def apply_lora(model, settings):
         target_modules=settings.lora_target_modules or "all-linear",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    return compute_in_input_dtype(get_peft_model(model, config))
 
 
-def forward(model, batch: dict[str, torch.Tensor], with_loss: bool = True):
+def compute_in_input_dtype(model):
+    """peft keeps LoRA weights in float32 (so that small updates are not lost) and casts each layer's input
+    up to match; under `mixed_precision` the products run in bf16 instead, so that cast is only a cost."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
+    return model
+
+
+def mixed_precision(model):
+    """bf16 matrix products on a GPU (float32 LoRA weights are cast per product); float32 on a CPU."""
+    device = next(model.parameters()).device
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     # No KV cache: with one, transformers skips the packed-sequence masking that keeps packed
     # examples from attending to each other (see tests/test_packing.py).
-    inputs = batch if with_loss else {k: v for k, v in batch.items() if k != "labels"}
-    return model(**inputs, use_cache=False)
+    with mixed_precision(model):
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "target_positions")}
+        return model(**inputs, use_cache=False).logits
+
+
+def train_loss(model, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    with mixed_precision(model):
+        return next_token_loss(model, batch)
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -144,24 +181,17 @@ def dpo_loss(
     }
 
 
-def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
-    predicted = logits[:, :-1].argmax(-1)
-    targets = labels[:, 1:]
-    mask = targets != IGNORE
-    return int((predicted[mask] == targets[mask]).sum()), int(mask.sum())
-
-
 @torch.no_grad()
 def evaluate(model, examples: list[TokenizedExample], batch_size: int, packing: bool, pad_id: int, device) -> dict:
     model.eval()
     total_loss, total_tokens, correct = 0.0, 0, 0
     for start in range(0, len(examples), batch_size):
-        batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], packing, pad_id).items()}
-        output = forward(model, batch)
-        right, counted = token_accuracy(output.logits, batch["labels"])
-        total_loss += float(output.loss) * counted
+        batch = to_device(collate(examples[start : start + batch_size], packing, pad_id, padding_free(model)), device)
+        loss, right = train_loss(model, batch)
+        counted = len(batch["target_positions"])
+        total_loss += float(loss) * counted
         total_tokens += counted
-        correct += right
+        correct += int(right)
     model.train()
     return {"loss": total_loss / max(total_tokens, 1), "accuracy": correct / max(total_tokens, 1)}
 
@@ -190,7 +220,8 @@ class SupervisedRecipe:
         self.total_steps = self.steps_per_epoch * self.settings.n_epochs
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            trainable, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
+            trainable, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay,
+            fused=self.device.type == "cuda",
         )
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, math.ceil(self.settings.warmup_ratio * self.total_steps), self.total_steps
@@ -206,7 +237,7 @@ class SupervisedRecipe:
         path = str(self.starting_dir) if full_start else self.spec.model_path
         name = starting.model if full_start else self.spec.base_model
         self.tokenizer, model = load_model(path, self.device, name, settings.quantization)
-        if self.device.type == "cuda" and settings.quantization is None:
+        if settings.quantization is None and self._activations_crowd_memory(model):
             model.gradient_checkpointing_enable()
             if settings.lora:
                 model.enable_input_require_grads()  # checkpointed blocks need a grad path through frozen inputs
@@ -216,8 +247,21 @@ class SupervisedRecipe:
             # Continue training that adapter, or fold it into the base and train every weight.
             model = PeftModel.from_pretrained(model, str(self.starting_dir), is_trainable=settings.lora)
             # (peft froze the base weights when it loaded the adapter for inference; unfreeze them.)
-            return model if settings.lora else model.merge_and_unload().requires_grad_(True)
+            return compute_in_input_dtype(model) if settings.lora else model.merge_and_unload().requires_grad_(True)
         return apply_lora(model, settings) if settings.lora else model
+
+    def _activations_crowd_memory(self, model) -> bool:
+        if self.device.type != "cuda":
+            return False
+        config = model.config.get_text_config()
+        layers, hidden = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
+        if not (layers and hidden):
+            return True
+        tokens = self.settings.batch_size * self.settings.context_length
+        if self.spec.method == "dpo":
+            tokens *= 2  # a preferred and a rejected sequence per example
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return ACTIVATION_BYTES * tokens * hidden * layers > free / 2
 
     # What a method defines: its batches, its loss and metrics on one batch, its validation.
 
@@ -225,14 +269,13 @@ class SupervisedRecipe:
         """The epoch's batches: the examples' indices, the batch, its count of real (non-pad) tokens."""
         for indices in batch_indices(len(self.train_examples), self.settings.batch_size, self.spec.seed, epoch):
             chosen = [self.train_examples[i] for i in indices]
-            batch = collate(chosen, self.settings.packing, self.tokenizer.pad_token_id)
+            batch = collate(chosen, self.settings.packing, self.tokenizer.pad_token_id, padding_free(self.model))
             yield indices, batch, sum(len(e.input_ids) for e in chosen)
 
     def batch_loss(self, batch: dict[str, torch.Tensor], indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
-        output = forward(self.model, batch)
-        correct, counted = token_accuracy(output.logits.detach(), batch["labels"])
-        return output.loss, {"train_loss": float(output.loss.detach()),
-                             "train_mean_token_accuracy": correct / max(counted, 1)}
+        loss, correct = train_loss(self.model, batch)
+        return loss, {"train_loss": float(loss.detach()),
+                      "train_mean_token_accuracy": int(correct) / max(len(batch["target_positions"]), 1)}
 
     def validate(self) -> dict[str, float]:
         valid = evaluate(self.model, self.valid_examples, self.settings.batch_size, self.settings.packing,
@@ -296,7 +339,7 @@ class SupervisedRecipe:
             for index, (indices, batch, tokens) in enumerate(self.epoch_batches(epoch)):
                 if epoch == start_epoch and index < skip:
                     continue
-                batch = {k: v.to(self.device) for k, v in batch.items()}
+                batch = to_device(batch, self.device)
                 loss, step_metrics = self.batch_loss(batch, indices)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
@@ -337,8 +380,8 @@ class PreferenceRecipe(SupervisedRecipe):
         reference = []
         for start in range(0, len(pairs), self.settings.batch_size):
             chunk = pairs[start : start + self.settings.batch_size]
-            batch = {k: v.to(self.device) for k, v in collate_pairs(chunk, self.tokenizer.pad_token_id).items()}
-            logps = sequence_logps(forward(self.model, batch, with_loss=False).logits, batch["labels"]).tolist()
+            batch = to_device(collate_pairs(chunk, self.tokenizer.pad_token_id), self.device)
+            logps = sequence_logps(logits(self.model, batch), batch["labels"]).tolist()
             reference += list(zip(logps[: len(chunk)], logps[len(chunk) :]))
         self.model.train()
         return reference
@@ -350,7 +393,7 @@ class PreferenceRecipe(SupervisedRecipe):
             yield indices, collate_pairs(chosen, self.tokenizer.pad_token_id), tokens
 
     def _pair_loss(self, batch: dict[str, torch.Tensor], reference: list[tuple[float, float]]):
-        logps = sequence_logps(forward(self.model, batch, with_loss=False).logits, batch["labels"])
+        logps = sequence_logps(logits(self.model, batch), batch["labels"])
         reference_logps = torch.tensor([r[0] for r in reference] + [r[1] for r in reference], device=logps.device)
         return dpo_loss(logps, reference_logps, self.settings.beta)
 
@@ -365,7 +408,7 @@ class PreferenceRecipe(SupervisedRecipe):
         size = self.settings.batch_size
         for start in range(0, len(self.valid_examples), size):
             chunk = self.valid_examples[start : start + size]
-            batch = {k: v.to(self.device) for k, v in collate_pairs(chunk, self.tokenizer.pad_token_id).items()}
+            batch = to_device(collate_pairs(chunk, self.tokenizer.pad_token_id), self.device)
             loss, rewards = self._pair_loss(batch, self.valid_reference[start : start + size])
             for name, value in {"loss": float(loss), **rewards}.items():
                 totals[name] = totals.get(name, 0.0) + value * len(chunk)
