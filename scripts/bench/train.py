@@ -40,6 +40,30 @@ from scripts.bench.common import (  # noqa: E402
 
 RUNS = ("trl", "gxft_padded", "gxft_packed")
 
+# `--ablate`: GXFT's packed run again with one speed feature switched off, to show what each one buys.
+ABLATIONS = {
+    "no_varlen": "packed rows attend through transformers' block-diagonal SDPA mask",
+    "no_fused_loss": "the model's own full logits and loss",
+    "no_bf16_lora": "peft's float32 LoRA products (the input cast up at every adapter)",
+    "checkpointing": "gradient checkpointing always on",
+}
+
+
+def ablate(name: str) -> None:
+    import contextlib
+
+    from worker import attention, loss, trainer
+
+    if name == "no_varlen":
+        attention.available = lambda device, config: False
+    elif name == "no_fused_loss":
+        loss._output_head = lambda model: None
+    elif name == "no_bf16_lora":
+        trainer.compute_in_input_dtype = lambda model: model
+        trainer.mixed_precision = lambda model: contextlib.nullcontext()
+    elif name == "checkpointing":
+        trainer.ACTIVATION_BYTES = float("inf")
+
 
 def peak_memory_mib() -> float:
     import torch
@@ -162,6 +186,8 @@ def run_trl(model_dir: str, data: Path, settings: dict[str, Any]) -> dict[str, A
 
 def child(args: argparse.Namespace) -> int:
     settings = json.loads(args.settings)
+    if args.ablate:
+        ablate(args.ablate)
     if args.run == "trl":
         result = run_trl(args.model_dir, args.data, settings)
     else:
@@ -189,6 +215,11 @@ def bench_model(name: str, folder: Path, args: argparse.Namespace, gpu: str | No
         print(f"  {name}: {run} …", file=sys.stderr, flush=True)
         runs[run] = run_child([__file__, "--run", run, "--model-dir", model_dir, "--data", str(data),
                                "--settings", json.dumps(settings)])
+    for ablation in args.ablate.split(",") if args.ablate else []:
+        print(f"  {name}: gxft_packed, {ablation} …", file=sys.stderr, flush=True)
+        runs[f"gxft_packed_{ablation}"] = run_child([
+            __file__, "--run", "gxft_packed", "--ablate", ablation, "--model-dir", model_dir, "--data", str(data),
+            "--settings", json.dumps(settings)])
     if args.profile:  # in runs of their own, since profiling slows what it watches
         for run in RUNS[1:]:
             run_child([__file__, "--run", run, "--model-dir", model_dir, "--data", str(data),
@@ -216,6 +247,7 @@ def main() -> int:
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--json", type=Path, default=Path("bench-train.json"))
     parser.add_argument("--profile", type=Path, help="a folder for torch.profiler tables of GXFT's runs")
+    parser.add_argument("--ablate", help="comma-separated: " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()))
     parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)  # one measurement, in a child process
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
