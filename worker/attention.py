@@ -48,6 +48,11 @@ def varlen_attention(module, query, key, value, attention_mask, dropout=0.0, sca
     if boundaries is None:
         return sdpa_attention_forward(module, query, key, value, None, dropout=dropout, scaling=scaling,
                                       is_causal=query.shape[2] > 1)
+    if query.dtype not in (torch.float16, torch.bfloat16):
+        # QLoRA keeps norms in float32 (peft's prepare_model_for_kbit_training), so the rotary embedding
+        # hands float32 here; the flash kernel takes 16-bit inputs only.
+        target = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.bfloat16
+        query, key, value = (tensor.to(target) for tensor in (query, key, value))
     # (1, heads, tokens, dim) → (tokens, heads, dim), as the kernel takes them.
     query, key, value = (tensor.squeeze(0).transpose(0, 1).contiguous() for tensor in (query, key, value))
     options = {"scale": scaling}
