@@ -30,7 +30,6 @@ from worker.data import (
     tokenize_file,
 )
 from worker import attention
-from worker.attention import padding_free
 from worker.loss import next_token_loss
 
 # Gradient checkpointing trades a second forward pass for memory: used only when a step's activations,
@@ -186,7 +185,8 @@ def evaluate(model, examples: list[TokenizedExample], batch_size: int, packing: 
     model.eval()
     total_loss, total_tokens, correct = 0.0, 0, 0
     for start in range(0, len(examples), batch_size):
-        batch = to_device(collate(examples[start : start + batch_size], packing, pad_id, padding_free(model)), device)
+        chunk = examples[start : start + batch_size]
+        batch = to_device(collate(chunk, packing, pad_id, attention.padding_free(model)), device)
         loss, right = train_loss(model, batch)
         counted = len(batch["target_positions"])
         total_loss += float(loss) * counted
@@ -269,7 +269,8 @@ class SupervisedRecipe:
         """The epoch's batches: the examples' indices, the batch, its count of real (non-pad) tokens."""
         for indices in batch_indices(len(self.train_examples), self.settings.batch_size, self.spec.seed, epoch):
             chosen = [self.train_examples[i] for i in indices]
-            batch = collate(chosen, self.settings.packing, self.tokenizer.pad_token_id, padding_free(self.model))
+            batch = collate(chosen, self.settings.packing, self.tokenizer.pad_token_id,
+                            attention.padding_free(self.model))
             yield indices, batch, sum(len(e.input_ids) for e in chosen)
 
     def batch_loss(self, batch: dict[str, torch.Tensor], indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
