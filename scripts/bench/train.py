@@ -84,16 +84,25 @@ class Profile:
         if torch.cuda.is_available():
             activities.append(torch.profiler.ProfilerActivity.CUDA)
         self.profiler = torch.profiler.profile(activities=activities)
+        self.running_since: int | None = None
 
     def step_done(self, step: int) -> None:
         if step == self.first_step:
             self.profiler.start()
+            self.running_since = step
         elif step == self.last_step:
-            self.profiler.stop()
-            averages = self.profiler.key_averages()
-            sort = "self_cuda_time_total" if any(a.device_time_total for a in averages) else "self_cpu_time_total"
-            self.path.write_text(f"steps {self.first_step + 1}-{self.last_step}\n"
-                                 + averages.table(sort_by=sort, row_limit=40, max_name_column_width=70))
+            self.finish(step)
+
+    def finish(self, step: int) -> None:
+        """Stops and writes the table; also called when training ends before `last_step`."""
+        if self.running_since is None:
+            return
+        self.profiler.stop()
+        averages = self.profiler.key_averages()
+        sort = "self_cuda_time_total" if any(a.device_time_total for a in averages) else "self_cpu_time_total"
+        self.path.write_text(f"steps {self.running_since + 1}-{step}\n"
+                             + averages.table(sort_by=sort, row_limit=40, max_name_column_width=70))
+        self.running_since = None
 
 
 def run_gxft(model_dir: str, data: Path, settings: dict[str, Any], packing: bool,
@@ -134,6 +143,8 @@ def run_gxft(model_dir: str, data: Path, settings: dict[str, Any], packing: bool
         timing = Timing()
         started = time.perf_counter()
         outcome = recipe.train(timing)
+        if profiler:
+            profiler.finish(recipe.step)
     return {"seconds": timing.last_step - started, "tokens": outcome.trained_tokens, "steps": recipe.total_steps,
             "final_loss": outcome.metric_rows[-1]["train_loss"], "peak_memory_mib": peak_memory_mib()}
 
