@@ -210,31 +210,28 @@ def child(args: argparse.Namespace) -> int:
 
 def bench_model(name: str, folder: Path, args: argparse.Namespace, gpu: str | None) -> dict[str, Any]:
     if name == "tiny":
-        model_dir, parameters = str(TINY_PATH), None
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        model_dir = str(TINY_PATH)
+        parameters = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)).num_parameters()
     else:
         model_dir = str(folder / name)
         parameters = build_llama(Path(model_dir), name)
-    if parameters is None:
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        parameters = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)).num_parameters()
     data = write_jsonl(mixed_length_rows(args.examples, args.min_tokens, args.max_tokens), folder / "data.jsonl")
     settings = {"batch_size": args.batch_size, "learning_rate": 1e-4, "lora_r": args.lora_r,
                 "lora_alpha": 2.0 * args.lora_r, "context_length": args.max_tokens, "seed": 0}
-    runs = {}
-    for run in RUNS:
-        print(f"  {name}: {run} …", file=sys.stderr, flush=True)
-        runs[run] = run_child([__file__, "--run", run, "--model-dir", model_dir, "--data", str(data),
-                               "--settings", json.dumps(settings)])
+
+    def measure(run: str, *options: str) -> dict[str, Any]:
+        print(f"  {name}: {run} {' '.join(options)} …", file=sys.stderr, flush=True)
+        return run_child([__file__, "--run", run, "--model-dir", model_dir, "--data", str(data),
+                          "--settings", json.dumps(settings), *options])
+
+    runs = {run: measure(run) for run in RUNS}
     for ablation in args.ablate.split(",") if args.ablate else []:
-        print(f"  {name}: gxft_packed, {ablation} …", file=sys.stderr, flush=True)
-        runs[f"gxft_packed_{ablation}"] = run_child([
-            __file__, "--run", "gxft_packed", "--ablate", ablation, "--model-dir", model_dir, "--data", str(data),
-            "--settings", json.dumps(settings)])
+        runs[f"gxft_packed_{ablation}"] = measure("gxft_packed", "--ablate", ablation)
     if args.profile:  # in runs of their own, since profiling slows what it watches
         for run in RUNS[1:]:
-            run_child([__file__, "--run", run, "--model-dir", model_dir, "--data", str(data),
-                       "--settings", json.dumps(settings), "--profile", str(args.profile / f"{name}-{run}.txt")])
+            measure(run, "--profile", str(args.profile / f"{name}-{run}.txt"))
     peak = bf16_peak_flops(gpu)
     for result in runs.values():
         result["mfu"] = 4 * parameters * result["tokens_per_second"] / peak if peak else None
