@@ -20,6 +20,7 @@ from server.file_processing import FileProcessor
 from server.job_lifecycle import JobLifecycle
 from server.model_catalog import ModelCatalog
 from server.model_registry import ModelRegistry
+from server.openapi import openapi_json
 from server.request_ids import RequestIdMiddleware
 from server.services import Services
 from server.serving.engine import InferenceEngine
@@ -87,7 +88,7 @@ def create_app(settings: Settings) -> Starlette:
             db.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), *files.routes, *fine_tuning.routes, *models.routes,
+        routes=[Route("/healthz", healthz), Route("/openapi.json", openapi_json), *files.routes, *fine_tuning.routes, *models.routes,
                 *completions.routes, *internal.routes],
         middleware=[
             Middleware(RequestIdMiddleware),

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.config import DEFAULT_PROJECT
 from server.errors import APIError, error_response
 
-PUBLIC_PATHS = ("/healthz",)
+PUBLIC_PATHS = ("/healthz", "/openapi.json")
 
 
 def _bearer(scope: Scope) -> str | None:

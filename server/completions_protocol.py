@@ -5,7 +5,7 @@ a clear "not supported" (server/serving/params.py); a field OpenAI does not defi
 OpenAI refuses it.
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -28,7 +28,7 @@ class ChatMessage(msgspec.Struct, kw_only=True):
 class SamplingRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The fields both endpoints share: the model, and how to sample from it."""
 
-    model: str
+    model: Annotated[str, msgspec.Meta(examples=["gxft/tiny-chat"])]
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None

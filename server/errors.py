@@ -6,6 +6,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from server.protocol import ErrorDetail, ErrorResponse
 
@@ -64,7 +65,20 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     template = _HTTP_MESSAGES.get(exc.status_code)
     message = template.format(method=request.method, path=request.url.path) if template else str(exc.detail)
     code = "unknown_url" if exc.status_code == 404 else None
-    return error_response(exc.status_code, ErrorDetail(message=message, type="invalid_request_error", code=code))
+    detail = ErrorDetail(message=message, type="invalid_request_error", code=code)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {"Allow": ", ".join(_allowed_methods(request))}
+    return error_response(exc.status_code, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method of the path: Starlette's own 405 names only those of the first route that matched it."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

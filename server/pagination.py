@@ -2,17 +2,14 @@
 
 from typing import Callable, Sequence, TypeVar
 
-from starlette.requests import Request
-
 from server.errors import invalid_request
 from server.protocol import ListPage
 
 T = TypeVar("T")
 
 
-def after_cursor(request: Request, resolve: Callable[[str], int | None]) -> int | None:
+def after_cursor(after: str | None, resolve: Callable[[str], int | None]) -> int | None:
     """The storage position named by `?after=`, or None. An id that never existed is a 400."""
-    after = request.query_params.get("after")
     if not after:
         return None
     position = resolve(after)

@@ -3,17 +3,16 @@
 Shapes follow OpenAI's API (shared/reference/openai-api.md §3), with Nebius's extra fields where noted.
 """
 
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
 T = TypeVar("T")
 
-FilePurpose = Literal[
-    "assistants", "assistants_output", "batch", "batch_output", "fine-tune", "fine-tune-results",
-    "vision", "user_data", "evals",
-]
-UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+FilePurpose = Literal[UploadPurpose, "assistants_output", "batch_output", "fine-tune-results"]
+UPLOAD_PURPOSES: tuple[str, ...] = get_args(UploadPurpose)
+EXPIRY_SECONDS = (3600, 2592000)
 
 
 class ErrorDetail(msgspec.Struct):
@@ -39,6 +38,43 @@ class DeletedObject(msgspec.Struct):
     id: str
     object: str
     deleted: bool
+
+
+class FileUploadForm(msgspec.Struct, kw_only=True):
+    """The multipart/form-data fields of `POST /v1/files` (read by server/uploads.py as they stream in)."""
+
+    file: bytes
+    purpose: UploadPurpose
+    expires_after_anchor: Literal["created_at"] | None = msgspec.field(default=None, name="expires_after[anchor]")
+    expires_after_seconds: Annotated[int, msgspec.Meta(ge=EXPIRY_SECONDS[0], le=EXPIRY_SECONDS[1])] | None = (
+        msgspec.field(default=None, name="expires_after[seconds]")
+    )
+
+
+# Query parameters of the list endpoints; unknown parameters are ignored, as OpenAI ignores them.
+
+class FileListQuery(msgspec.Struct, kw_only=True):
+    after: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 10000
+    order: Literal["asc", "desc"] = "desc"
+    purpose: str | None = None
+
+
+class JobListQuery(msgspec.Struct, kw_only=True):
+    after: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    # `metadata[key]=value` keeps jobs with that metadata; `metadata=null` those with none.
+    metadata: dict[str, str] | Literal["null"] = {}
+
+
+class EventListQuery(msgspec.Struct, kw_only=True):
+    after: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 20
+
+
+class CheckpointListQuery(msgspec.Struct, kw_only=True):
+    after: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
 
 
 class FileObject(msgspec.Struct, kw_only=True):
@@ -78,14 +114,14 @@ class CreateFineTuningJobRequest(msgspec.Struct, forbid_unknown_fields=True):
     model: str
     training_file: str
     validation_file: str | None = None
-    hyperparameters: dict[str, object] | None = None
-    method: dict[str, object] | None = None
+    hyperparameters: dict[str, Any] | None = None
+    method: dict[str, Any] | None = None
     suffix: str | None = None
     seed: int | None = None
     metadata: dict[str, str] | None = None
     integrations: list[Integration] | None = None
     # Nebius's: {"type": "ft"} continues from the fine-tuned model or checkpoint named in `model`.
-    from_checkpoint: dict[str, object] | None = None
+    from_checkpoint: dict[str, Any] | None = None
 
 
 class FineTuningJob(msgspec.Struct, kw_only=True):
@@ -95,7 +131,7 @@ class FineTuningJob(msgspec.Struct, kw_only=True):
     error: JobError | None = None
     fine_tuned_model: str | None = None
     finished_at: int | None = None
-    hyperparameters: dict[str, object]
+    hyperparameters: dict[str, Any]
     model: str
     organization_id: str
     result_files: list[str]
@@ -107,13 +143,13 @@ class FineTuningJob(msgspec.Struct, kw_only=True):
     estimated_finish: int | None = None
     integrations: list[Integration] = []
     metadata: dict[str, str] | None = None
-    method: dict[str, object]
+    method: dict[str, Any]
     user_provided_suffix: str | None = None
     # Nebius's progress fields.
     trained_steps: int = 0
     total_steps: int | None = None
     # Nebius's: set when the job continues from a fine-tuned model (then `model` names it).
-    from_checkpoint: dict[str, object] | None = None
+    from_checkpoint: dict[str, Any] | None = None
 
 
 class FineTuningJobEvent(msgspec.Struct, kw_only=True):
@@ -123,7 +159,7 @@ class FineTuningJobEvent(msgspec.Struct, kw_only=True):
     level: Literal["info", "warn", "error"]
     message: str
     type: Literal["message", "metrics"] = "message"
-    data: object = None
+    data: Any = None
 
 
 class FineTuningJobCheckpoint(msgspec.Struct, kw_only=True):

@@ -54,26 +54,21 @@ async def decode_json(request: Request, body_type: type[T], empty: T | None = No
         raise invalid_request(f"Invalid request body: {exc}", param=_field_path(exc)) from None
 
 
-def query_int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
+def decode_query(request: Request, query_type: type[T]) -> T:
+    """The query string as `query_type`; `name[key]=value` pairs gather into a dict field `name`."""
+    raw: dict[str, Any] = {}
+    for key, value in request.query_params.multi_items():
+        name, bracket, rest = key.partition("[")
+        if bracket and rest.endswith("]") and not isinstance(raw.get(name), str):
+            raw.setdefault(name, {})[rest[:-1]] = value
+        elif not isinstance(raw.get(key), dict):
+            raw[key] = value
     try:
-        value = int(raw)
-    except ValueError:
-        raise invalid_request(f"Invalid '{name}': expected an integer, got {raw!r}.", param=name) from None
-    if not minimum <= value <= maximum:
-        raise invalid_request(f"Invalid '{name}': {value} is outside the range {minimum} to {maximum}.", param=name)
-    return value
-
-
-def query_choice(request: Request, name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = request.query_params.get(name, default)
-    if value not in choices:
-        raise invalid_request(
-            f"Invalid '{name}': {value!r}; expected one of {', '.join(choices)}.", param=name
-        )
-    return value
+        return msgspec.convert(raw, query_type, strict=False)
+    except msgspec.ValidationError as exc:
+        param = _field_path(exc)
+        message = str(exc).split(" - at `", 1)[0]
+        raise invalid_request(f"Invalid query parameter {param!r}: {message}.", param=param) from None
 
 
 def to_builtins(obj: Any) -> Any:

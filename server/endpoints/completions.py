@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
+from server.openapi import operation
 from server.completions_protocol import (
     AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
     ChatDelta, Completion, CompletionChoice, CompletionRequest, Usage,
@@ -109,6 +110,7 @@ def _event_stream(generation: Generation, events: AsyncIterator[Event], chunks: 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
+@operation("Chat with a base or fine-tuned model", body=ChatCompletionRequest, response=ChatCompletion, streams=True)
 async def chat_completions(request: Request) -> MsgspecResponse | StreamingResponse:
     svc = services(request)
     body = await decode_json(request, ChatCompletionRequest)
@@ -148,6 +150,7 @@ async def chat_completions(request: Request) -> MsgspecResponse | StreamingRespo
     return _event_stream(generation, events, chunks, (lambda usage: chunk([], usage)) if include_usage else None)
 
 
+@operation("Complete a text prompt", body=CompletionRequest, response=Completion, streams=True)
 async def completions(request: Request) -> MsgspecResponse | StreamingResponse:
     svc = services(request)
     body = await decode_json(request, CompletionRequest)

@@ -6,18 +6,18 @@ from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import Route
 
+from server.openapi import operation
 from server.errors import invalid_request, not_found
 from server.pagination import after_cursor, list_page
-from server.protocol import UPLOAD_PURPOSES, DeletedObject, FileObject
-from server.requests import query_choice, query_int
+from server.protocol import (
+    EXPIRY_SECONDS, UPLOAD_PURPOSES, DeletedObject, FileListQuery, FileObject, FileUploadForm, ListPage,
+)
+from server.requests import decode_query
 from server.responses import MsgspecResponse
 from server.services import project, services
 from server.uploads import commit_upload, receive_upload
 from storage.files import FileRecord
 from storage.ids import new_id
-
-EXPIRY_RANGE = (3600, 2592000)
-
 
 def file_object(record: FileRecord) -> FileObject:
     return FileObject(
@@ -39,7 +39,7 @@ def _expires_at(fields: dict[str, str], created_at: int) -> int | None:
         return None
     if anchor != "created_at":
         raise invalid_request("expires_after[anchor] must be 'created_at'.", param="expires_after[anchor]")
-    low, high = EXPIRY_RANGE
+    low, high = EXPIRY_SECONDS
     if seconds is None or not seconds.isdigit() or not low <= int(seconds) <= high:
         raise invalid_request(
             f"expires_after[seconds] must be an integer from {low} to {high}.", param="expires_after[seconds]"
@@ -47,6 +47,7 @@ def _expires_at(fields: dict[str, str], created_at: int) -> int | None:
     return created_at + int(seconds)
 
 
+@operation("Upload a file", form=FileUploadForm, response=FileObject, server_errors=(507,))
 async def create_file(request: Request) -> MsgspecResponse:
     svc = services(request)
     file_id = new_id("file-")
@@ -93,15 +94,13 @@ async def create_file(request: Request) -> MsgspecResponse:
     return MsgspecResponse(file_object(record))
 
 
+@operation("List files", query=FileListQuery, response=ListPage[FileObject])
 async def list_files(request: Request) -> MsgspecResponse:
     svc = services(request)
     owner = project(request)
-    limit = query_int(request, "limit", default=10000, minimum=1, maximum=10000)
-    order = query_choice(request, "order", "desc", ("asc", "desc"))
-    after = after_cursor(request, lambda file_id: svc.files.cursor_seq(owner, file_id))
-    records, has_more = svc.files.list_page(
-        owner, request.query_params.get("purpose"), after, limit, descending=order == "desc"
-    )
+    query = decode_query(request, FileListQuery)
+    after = after_cursor(query.after, lambda file_id: svc.files.cursor_seq(owner, file_id))
+    records, has_more = svc.files.list_page(owner, query.purpose, after, query.limit, descending=query.order == "desc")
     return MsgspecResponse(list_page([file_object(r) for r in records], has_more, lambda f: f.id))
 
 
@@ -113,10 +112,12 @@ def _owned_file(request: Request) -> FileRecord:
     return record
 
 
+@operation("Retrieve a file", response=FileObject)
 async def retrieve_file(request: Request) -> MsgspecResponse:
     return MsgspecResponse(file_object(_owned_file(request)))
 
 
+@operation("Delete a file", response=DeletedObject)
 async def delete_file(request: Request) -> MsgspecResponse:
     record = _owned_file(request)
     svc = services(request)
@@ -125,6 +126,7 @@ async def delete_file(request: Request) -> MsgspecResponse:
     return MsgspecResponse(DeletedObject(id=record.id, object="file", deleted=True))
 
 
+@operation("Download a file's content", download=("application/octet-stream", "text/csv"))
 async def file_content(request: Request) -> FileResponse:
     record = _owned_file(request)
     media_type = "text/csv" if record.filename.endswith(".csv") else "application/octet-stream"

@@ -4,13 +4,15 @@ import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
+from server.openapi import operation
 from server.errors import APIError
 from server.job_lifecycle import job_not_found, public_hyperparameters
 from server.pagination import after_cursor, list_page
 from server.protocol import (
-    CreateFineTuningJobRequest, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, Integration, JobError,
+    CheckpointListQuery, CreateFineTuningJobRequest, EventListQuery, FineTuningJob, FineTuningJobCheckpoint,
+    FineTuningJobEvent, Integration, JobError, JobListQuery, ListPage,
 )
-from server.requests import decode_json, query_int
+from server.requests import decode_json, decode_query
 from server.responses import MsgspecResponse
 from server.services import project, services
 from storage.jobs import CheckpointRecord, EventRecord, JobRecord
@@ -71,64 +73,65 @@ def _owned_job(request: Request) -> JobRecord:
     return job
 
 
+@operation("Create a fine-tuning job", body=CreateFineTuningJobRequest, response=FineTuningJob)
 async def create_job(request: Request) -> MsgspecResponse:
     body = await decode_json(request, CreateFineTuningJobRequest)
     job = services(request).lifecycle.create(project(request), body)
     return MsgspecResponse(job_object(job))
 
 
-def _metadata_filter(request: Request) -> tuple[dict[str, str], bool]:
-    metadata = {}
-    for key, value in request.query_params.multi_items():
-        if key.startswith("metadata[") and key.endswith("]"):
-            metadata[key[len("metadata["):-1]] = value
-    return metadata, request.query_params.get("metadata") == "null"
-
-
+@operation("List fine-tuning jobs", query=JobListQuery, response=ListPage[FineTuningJob])
 async def list_jobs(request: Request) -> MsgspecResponse:
     svc = services(request)
     owner = project(request)
-    limit = query_int(request, "limit", default=20, minimum=1, maximum=1000)
-    after = after_cursor(request, lambda job_id: svc.jobs.cursor_seq(owner, job_id))
-    metadata, metadata_null = _metadata_filter(request)
-    jobs, has_more = svc.jobs.list_page(owner, metadata, metadata_null, after, limit)
+    query = decode_query(request, JobListQuery)
+    after = after_cursor(query.after, lambda job_id: svc.jobs.cursor_seq(owner, job_id))
+    metadata = query.metadata if isinstance(query.metadata, dict) else {}
+    jobs, has_more = svc.jobs.list_page(owner, metadata, query.metadata == "null", after, query.limit)
     return MsgspecResponse(list_page([job_object(job) for job in jobs], has_more, lambda j: j.id))
 
 
+@operation("Retrieve a fine-tuning job", response=FineTuningJob)
 async def retrieve_job(request: Request) -> MsgspecResponse:
     return MsgspecResponse(job_object(_owned_job(request)))
 
 
+@operation("Cancel a fine-tuning job", response=FineTuningJob)
 async def cancel_job(request: Request) -> MsgspecResponse:
     return MsgspecResponse(job_object(services(request).lifecycle.cancel(_owned_job(request))))
 
 
+@operation("Pause a running fine-tuning job at its next step", response=FineTuningJob)
 async def pause_job(request: Request) -> MsgspecResponse:
     return MsgspecResponse(job_object(services(request).lifecycle.pause(_owned_job(request))))
 
 
+@operation("Resume a paused fine-tuning job", response=FineTuningJob)
 async def resume_job(request: Request) -> MsgspecResponse:
     return MsgspecResponse(job_object(services(request).lifecycle.resume(_owned_job(request))))
 
 
+@operation("List a job's events", query=EventListQuery, response=ListPage[FineTuningJobEvent])
 async def list_events(request: Request) -> MsgspecResponse:
     job = _owned_job(request)
     svc = services(request)
-    limit = query_int(request, "limit", default=20, minimum=1, maximum=10000)
-    after = after_cursor(request, lambda event_id: svc.jobs.event_cursor_seq(job.id, event_id))
-    events, has_more = svc.jobs.events_page(job.id, after, limit)
+    query = decode_query(request, EventListQuery)
+    after = after_cursor(query.after, lambda event_id: svc.jobs.event_cursor_seq(job.id, event_id))
+    events, has_more = svc.jobs.events_page(job.id, after, query.limit)
     return MsgspecResponse(list_page([event_object(e) for e in events], has_more, lambda e: e.id))
 
 
+@operation("List a job's checkpoints", query=CheckpointListQuery, response=ListPage[FineTuningJobCheckpoint])
 async def list_checkpoints(request: Request) -> MsgspecResponse:
     job = _owned_job(request)
     svc = services(request)
-    limit = query_int(request, "limit", default=10, minimum=1, maximum=1000)
-    after = after_cursor(request, lambda checkpoint_id: svc.jobs.checkpoint_cursor_seq(job.id, checkpoint_id))
-    checkpoints, has_more = svc.jobs.checkpoints_page(job.id, after, limit)
+    query = decode_query(request, CheckpointListQuery)
+    after = after_cursor(query.after, lambda checkpoint_id: svc.jobs.checkpoint_cursor_seq(job.id, checkpoint_id))
+    checkpoints, has_more = svc.jobs.checkpoints_page(job.id, after, query.limit)
     return MsgspecResponse(list_page([checkpoint_object(c) for c in checkpoints], has_more, lambda c: c.id))
 
 
+@operation("Retrieve a checkpoint", response=FineTuningJobCheckpoint)
 async def retrieve_checkpoint(request: Request) -> MsgspecResponse:
     job = _owned_job(request)
     checkpoint_id = request.path_params["checkpoint_id"]

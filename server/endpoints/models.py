@@ -8,23 +8,27 @@ import asyncio
 from starlette.requests import Request
 from starlette.routing import Route
 
+from server.openapi import operation
 from server.endpoints.files import file_object
-from server.protocol import DeletedObject, ExportModelRequest, ModelExport, ModelList
+from server.protocol import DeletedObject, ExportModelRequest, Model, ModelExport, ModelList
 from server.requests import decode_json
 from server.responses import MsgspecResponse
 from server.serving.export import export_format, merged_files
 from server.services import project, services
 
 
+@operation("List models", response=ModelList)
 async def list_models(request: Request) -> MsgspecResponse:
     return MsgspecResponse(ModelList(data=services(request).catalog.list(project(request))))
 
 
+@operation("Retrieve a model", response=Model)
 async def retrieve_model(request: Request) -> MsgspecResponse:
     catalog = services(request).catalog
     return MsgspecResponse(catalog.wire(catalog.get(project(request), request.path_params["model"])))
 
 
+@operation("Delete a fine-tuned model", response=DeletedObject)
 async def delete_model(request: Request) -> MsgspecResponse:
     svc = services(request)
     name = request.path_params["model"]
@@ -32,6 +36,7 @@ async def delete_model(request: Request) -> MsgspecResponse:
     return MsgspecResponse(DeletedObject(id=name, object="model", deleted=True))
 
 
+@operation("Export a fine-tuned model's weights as files", body=ExportModelRequest, body_required=False, response=ModelExport, server_errors=(507,))
 async def export_model(request: Request) -> MsgspecResponse:
     svc = services(request)
     body = await decode_json(request, ExportModelRequest, empty=ExportModelRequest())

@@ -1,0 +1,63 @@
+"""`/openapi.json` describes every public route, and the live server keeps to it under schemathesis."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+import pytest
+from starlette.routing import Route
+
+from server.app import create_app
+from server.config import Settings
+
+SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory):
+    from compat_tests.server_process import ServerProcess
+
+    process = ServerProcess(tmp_path_factory.mktemp("openapi") / "data", env={"GXFT_API_KEYS": "key-a"}, worker=False)
+    yield process
+    process.stop()
+
+
+def test_document_lists_every_public_route_with_its_types(keyed_server, tmp_path):
+    response = httpx2.get(keyed_server.base_url + "/openapi.json")  # no key: the document is public
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    app = create_app(Settings(data_dir=tmp_path))
+    public = {
+        (route.path.replace(":path}", "}"), method.lower())
+        for route in app.routes
+        if isinstance(route, Route) and route.path.startswith("/v1/")
+        for method in route.methods or () if method != "HEAD"
+    }
+    assert documented == public
+    create = document["paths"]["/v1/fine_tuning/jobs"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CreateFineTuningJobRequest"
+    }
+    job = document["components"]["schemas"]["FineTuningJob"]
+    assert "paused" in job["properties"]["status"]["enum"]
+    upload = document["paths"]["/v1/files"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert upload["properties"]["file"] == {"type": "string", "format": "binary"}
+    assert "507" in document["paths"]["/v1/files"]["post"]["responses"]
+    limit = next(p for p in document["paths"]["/v1/fine_tuning/jobs"]["get"]["parameters"] if p["name"] == "limit")
+    assert limit["schema"]["maximum"] == 1000
+
+
+def test_schemathesis_finds_no_server_error_and_no_response_off_the_document(keyed_server):
+    """A fixed budget (schemathesis.toml): a deterministic set of cases per operation, every check on."""
+    run = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "--config-file", str(SCHEMATHESIS_CONFIG), "run",
+         keyed_server.base_url + "/openapi.json", "-H", "Authorization: Bearer key-a", "--no-color"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+    assert "passed" in run.stdout and " failed" not in run.stdout
+    server_log = keyed_server.log()
+    assert "Traceback" not in server_log, server_log[-4000:]
