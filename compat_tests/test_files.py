@@ -202,15 +202,6 @@ def test_missing_fields_and_bad_purpose(server, client):
     assert response.headers["x-request-id"].startswith("req_")
 
 
-def test_filename_is_basename_only(server, client):
-    created = upload(client, b"data", name="../../etc/passwd", purpose="user_data")
-    assert created.filename == "passwd"
-    created = upload(client, b"data", name="C:\\Users\\me\\notes.txt", purpose="user_data")
-    assert created.filename == "notes.txt"
-    blobs = server.data_dir / "blobs"
-    assert (blobs / created.id).exists() and not (server.data_dir.parent / "etc").exists()
-
-
 def test_expires_after(client):
     created = client.files.create(
         file=("e.bin", b"e"), purpose="batch", expires_after={"anchor": "created_at", "seconds": 3600}

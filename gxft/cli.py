@@ -17,6 +17,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.config import load_settings
+    from server.http_protocol import BoundedHttpToolsProtocol
     from server.model_registry import ModelRegistry, RegistryError
 
     settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile)
@@ -29,7 +30,8 @@ def serve(args: argparse.Namespace) -> int:
     if not args.no_worker:
         worker = start_embedded_worker(settings)
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
+                    http=BoundedHttpToolsProtocol)
     finally:
         if worker is not None:
             worker.terminate()
@@ -247,5 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     # The server and workers log their work; a command's output is its result, and its warnings.
     level = logging.INFO if args.command in ("serve", "worker") else logging.WARNING
+    if args.command == "serve":
+        level = logging.getLevelName(args.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.exit(args.run(args))

@@ -46,6 +46,8 @@ async def decode_json(request: Request, body_type: type[T], empty: T | None = No
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise malformed_body(f"The request body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise malformed_body("The request body is nested too deeply.") from None
     if not isinstance(raw, dict):
         raise malformed_body("The request body must be a JSON object.")
     try:

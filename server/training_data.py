@@ -19,6 +19,8 @@ import msgspec
 FORMATS = ("chat", "preference", "prompt_completion", "alpaca", "text")
 ROLES = ("system", "user", "assistant", "tool")
 MAX_REPORTED_PROBLEMS = 5
+# One example far larger than any context: refused without reading the whole line into memory.
+MAX_LINE_BYTES = 8 * 1024 * 1024
 
 
 class Invalid(Exception):
@@ -184,10 +186,24 @@ _FORMAT_NAMES = {
 }
 
 
+def _bounded_lines(stream: BinaryIO) -> Iterator[bytes | None]:
+    """The stream's lines; None for a line over MAX_LINE_BYTES, which is skipped in 1 MiB reads."""
+    while raw := stream.readline(MAX_LINE_BYTES + 1):
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+        else:
+            yield raw
+
+
 def iter_examples(stream: BinaryIO) -> Iterator[tuple[int, dict[str, Any] | Invalid]]:
     """Yield `(line_number, example or the problem with that line)` for each non-blank line."""
     decoder = msgspec.json.Decoder()
-    for line_number, raw in enumerate(stream, start=1):
+    for line_number, raw in enumerate(_bounded_lines(stream), start=1):
+        if raw is None:
+            yield line_number, Invalid(f"the line is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
+            continue
         if not raw.strip():
             continue
         try:
@@ -199,6 +215,9 @@ def iter_examples(stream: BinaryIO) -> Iterator[tuple[int, dict[str, Any] | Inva
             example = decoder.decode(text)
         except msgspec.DecodeError as exc:
             yield line_number, Invalid(f"not valid JSON ({exc})")
+            continue
+        except RecursionError:
+            yield line_number, Invalid("the JSON is nested too deeply")
             continue
         if not isinstance(example, dict):
             yield line_number, Invalid("expected a JSON object")

@@ -33,15 +33,21 @@ class ReceivedUpload:
 
 
 def clean_filename(raw: str) -> str:
-    """The name to show for an upload: its last path component, never used on disk."""
-    name = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    """The name to show for an upload (never used on disk). Clients send a bare name; a path is refused."""
+    name = raw.strip()
+    if "/" in name or "\\" in name:
+        raise invalid_request(
+            f"The file name must be a bare name, not a path: {name[:100]!r}.", param="file", code="invalid_filename"
+        )
     if any(unicodedata.category(char) == "Cc" for char in name):
-        raise invalid_request("The file name contains control characters.", param="file")
+        raise invalid_request("The file name contains control characters.", param="file", code="invalid_filename")
     if len(name) > MAX_FILENAME_CHARS:
-        raise invalid_request(f"The file name is longer than {MAX_FILENAME_CHARS} characters.", param="file")
-    if name in ("", ".", ".."):
-        return "upload"
-    return name
+        raise invalid_request(
+            f"The file name is longer than {MAX_FILENAME_CHARS} characters.", param="file", code="invalid_filename"
+        )
+    if name in (".", ".."):
+        raise invalid_request(f"{name!r} is not a file name.", param="file", code="invalid_filename")
+    return name or "upload"
 
 
 class _PartCollector:
