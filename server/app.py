@@ -17,7 +17,7 @@ from server.config import Settings
 from server.endpoints import completions, files, fine_tuning, internal, models
 from server.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
 from server.file_processing import FileProcessor
-from server.job_lifecycle import JobLifecycle
+from server.job_lifecycle import SCRATCH_KINDS, JobLifecycle, scratch_prefix
 from server.model_catalog import ModelCatalog
 from server.model_registry import ModelRegistry
 from server.openapi import openapi_json
@@ -39,10 +39,12 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 def _remove_orphan_blobs(blobs: BlobStore, files: FileRepository, jobs: JobRepository) -> None:
-    """Blobs whose upload committed but whose metadata never did (a crash between the two)."""
+    """Blobs whose upload committed but whose metadata never did (a crash between the two), and the
+    scratch of finished jobs. An unfinished job keeps its scratch: its worker may deliver it yet."""
     live = files.live_ids() | jobs.live_state_blobs()
+    keep = tuple(scratch_prefix(kind, job_id) for job_id in jobs.unfinished_ids() for kind in SCRATCH_KINDS)
     for path in blobs.root.iterdir():
-        if path.is_file() and path.name not in live:
+        if path.is_file() and path.name not in live and not path.name.startswith(keep):
             path.unlink()
 
 

@@ -1,6 +1,8 @@
 """Every failure leaves the server in OpenAI's error envelope, with the right status."""
 
+import errno
 import logging
+import sqlite3
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -38,6 +40,19 @@ def not_found(kind: str, object_id: str, param: str = "id") -> APIError:
 
 def malformed_body(message: str) -> APIError:
     return APIError(422, message, code="invalid_body")
+
+
+def insufficient_storage() -> APIError:
+    return APIError(
+        507, "The server is out of disk space, so nothing was stored. Free space on the server and try again.",
+        type="server_error", code="insufficient_storage",
+    )
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def error_response(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> Response:
@@ -82,6 +97,9 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    if is_out_of_space(exc):
+        log.error("out of disk space on %s %s: %s", request.method, request.url.path, exc)
+        return await handle_api_error(request, insufficient_storage())
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(
         500, ErrorDetail(message="The server had an error while processing your request.", type="server_error")

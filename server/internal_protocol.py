@@ -80,7 +80,7 @@ class CheckpointReport(msgspec.Struct, kw_only=True):
     worker_id: str
     step_number: int
     metrics: dict[str, float]
-    result_files: list[str]
+    result_files: dict[str, str]  # file name → staged blob (`POST /internal/jobs/{id}/files`)
     state_blob: str | None = None
     final: bool = False
     paused: bool = False
@@ -89,7 +89,7 @@ class CheckpointReport(msgspec.Struct, kw_only=True):
 class CompletionReport(msgspec.Struct, kw_only=True):
     worker_id: str
     trained_tokens: int
-    result_file: str
+    result_files: dict[str, str]  # file name → staged blob: the step metrics CSV
 
 
 class FailureReport(msgspec.Struct, kw_only=True):

@@ -27,6 +27,7 @@ from server.internal_protocol import (
 )
 from server.model_registry import BaseModel, ModelRegistry
 from server.protocol import CreateFineTuningJobRequest
+from server.uploads import clean_filename
 from server.worker_roster import WorkerRoster
 from storage.blobs import BlobStore
 from storage.files import FileRecord, FileRepository
@@ -37,6 +38,8 @@ from worker.queue import JobQueue
 log = logging.getLogger("gxft.jobs")
 
 KEPT_CHECKPOINTS = 3
+# Blobs a worker uploads for a checkpoint it has not yet added: result files and training state.
+SCRATCH_KINDS = ("staged", "state")
 MAX_SUFFIX_CHARS = 64
 MAX_SEED = 2_147_483_647
 # The file formats each method trains on, and how to say so in an error.
@@ -65,6 +68,10 @@ class StartingPoint:
     base: BaseModel
     checkpoint: CheckpointRecord | None = None
     parent: JobRecord | None = None
+
+
+def scratch_prefix(kind: str, job_id: str) -> str:
+    return f"{kind}-{job_id}-"
 
 
 def model_not_available(name: str, registry: ModelRegistry) -> APIError:
@@ -440,8 +447,36 @@ class JobLifecycle:
             return "cancel"
         return "stop"
 
+    def _claim_scratch(self, job: JobRecord, kind: str, blob_id: str) -> None:
+        if not blob_id.startswith(scratch_prefix(kind, job.id)) or not self.blobs.path(blob_id).is_file():
+            raise invalid_request(f"{blob_id!r} is not a {kind} upload of job {job.id}.", param="result_files")
+
+    def _adopt_results(self, job: JobRecord, staged: dict[str, str]) -> list[str]:
+        """Staged uploads become the job's result files; call inside the transaction that records them."""
+        for blob_id in staged.values():
+            self._claim_scratch(job, "staged", blob_id)
+        file_ids = []
+        for filename, blob_id in staged.items():
+            record = FileRecord(
+                id=new_id("file-"), project=job.project, filename=clean_filename(filename),
+                purpose="fine-tune-results", bytes=self.blobs.path(blob_id).stat().st_size,
+                created_at=int(time.time()), status="processed",
+            )
+            # Renamed first: if the transaction then fails, the blob is an orphan removed at start-up.
+            self.blobs.rename(blob_id, record.id)
+            self.files.insert(record)
+            file_ids.append(record.id)
+        return file_ids
+
     def add_checkpoint(self, job_id: str, report: CheckpointReport) -> CheckpointRecord:
         job = self.owned_job(job_id, report.worker_id)
+        # A retry after a lost answer (the server restarted): its staged files were adopted already.
+        staged_gone = not any(self.blobs.path(blob_id).is_file() for blob_id in report.result_files.values())
+        for existing in self.jobs.live_checkpoints(job.id):
+            if existing.step_number == report.step_number and staged_gone:
+                return existing
+        if report.state_blob is not None:
+            self._claim_scratch(job, "state", report.state_blob)
         name = self.fine_tuned_model_name(job, job.model_name_id) if report.final else (
             self.fine_tuned_model_name(job, random_base62(8)) + f":ckpt-step-{report.step_number}"
         )
@@ -452,10 +487,11 @@ class JobLifecycle:
             step_number=report.step_number,
             fine_tuned_model_checkpoint=name,
             metrics=report.metrics,
-            result_files=report.result_files,
+            result_files=[],
             state_blob=report.state_blob,
         )
         with self.jobs.db.transaction():
+            checkpoint.result_files = self._adopt_results(job, report.result_files)
             self.jobs.add_checkpoint(checkpoint)
             self.jobs.add_event(job.id, f"Checkpoint created at step {report.step_number} with Snapshot ID: {name}",
                                 data={})
@@ -486,9 +522,12 @@ class JobLifecycle:
             self.blobs.delete(file_id)
 
     def _drop_training_state(self, job_id: str) -> None:
+        """At the end of a job: its optimizer state, and any upload for a checkpoint never added."""
         for checkpoint in self.jobs.live_checkpoints(job_id):
             if checkpoint.state_blob:
                 self.blobs.delete(checkpoint.state_blob)
+        for kind in SCRATCH_KINDS:
+            self.blobs.delete_prefix(scratch_prefix(kind, job_id))
 
     def complete(self, job_id: str, report: CompletionReport) -> JobRecord:
         job = self.owned_job(job_id, report.worker_id)
@@ -500,7 +539,7 @@ class JobLifecycle:
                 finished_at=int(time.time()),
                 fine_tuned_model=name,
                 trained_tokens=report.trained_tokens,
-                result_files=[report.result_file],
+                result_files=self._adopt_results(job, report.result_files),
                 estimated_finish=None,
                 worker_id=None,
                 lease_expires_at=None,

@@ -12,7 +12,7 @@ import python_multipart
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
-from server.errors import APIError, invalid_request, malformed_body
+from server.errors import APIError, insufficient_storage, invalid_request, is_out_of_space, malformed_body
 from storage.blobs import BlobStore, BlobWriter
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -150,6 +150,12 @@ async def receive_upload(request: Request, blobs: BlobStore, blob_id: str, max_b
                 param="file",
                 code="file_too_large",
             ) from None
+        except OSError as exc:
+            if not is_out_of_space(exc):
+                raise
+            _abort(upload)  # give the space back before reading the rest
+            await _drain(stream)
+            raise insufficient_storage() from None
     except python_multipart.exceptions.FormParserError as exc:
         _abort(upload)
         raise malformed_body(f"The multipart body could not be parsed: {exc}.") from None

@@ -26,8 +26,12 @@ class BlobWriter:
         self.size += len(data)
 
     def commit(self) -> Path:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except BaseException:  # a full disk often shows only here
+            self.abort()
+            raise
         self._file.close()
         final = self._store.path(self.blob_id)
         os.replace(self.temp_path, final)
@@ -70,5 +74,13 @@ class BlobStore:
         os.replace(path, final)
         return final
 
+    def rename(self, blob_id: str, new_id: str) -> None:
+        os.replace(self.path(blob_id), self.path(new_id))
+
     def delete(self, blob_id: str) -> None:
         self.path(blob_id).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        for path in self.root.glob(f"{self.path(prefix).name}*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)

@@ -144,6 +144,11 @@ class JobRepository:
         )
         return [row["id"] for row in rows]
 
+    def unfinished_ids(self) -> set[str]:
+        placeholders = ", ".join("?" for _ in TERMINAL_STATUSES)
+        return {row["id"] for row in self.db.all(f"SELECT id FROM jobs WHERE status NOT IN ({placeholders})",
+                                                  TERMINAL_STATUSES)}
+
     def queued(self) -> list[JobRecord]:
         rows = self.db.all("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq")
         return [_from_row(JobRecord, row) for row in rows]

@@ -12,7 +12,7 @@ from server.internal_protocol import (
     CheckpointReport, ClaimRequest, CompletionReport, FailureReport, JobSpec, Order, ProgressReport, ReportReply,
     StoredBlob, WorkerHeartbeat,
 )
-from server.protocol import FileObject
+from server.protocol import ErrorResponse
 
 log = logging.getLogger("gxft.worker")
 T = TypeVar("T")
@@ -23,6 +23,24 @@ RECONNECT_SECONDS = 300.0
 
 class JobTaken(Exception):
     """The server says the job is not (or no longer) this worker's."""
+
+
+class ServerRefused(Exception):
+    """The server answered a request with an error (OpenAI's error envelope)."""
+
+    def __init__(self, status: int, code: str | None, message: str):
+        super().__init__(f"{status} {code or ''}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_response(cls, response: httpx2.Response) -> "ServerRefused":
+        try:
+            error = msgspec.json.decode(response.content, type=ErrorResponse).error
+            return cls(response.status_code, error.code, error.message)
+        except msgspec.DecodeError:
+            return cls(response.status_code, None, response.text[:500])
 
 
 class WorkerClient:
@@ -51,7 +69,8 @@ class WorkerClient:
                 continue
             if response.status_code == 409:
                 raise JobTaken(response.text)
-            response.raise_for_status()
+            if response.status_code >= 400:
+                raise ServerRefused.from_response(response)
             return response
 
     def _post(self, path: str, body: msgspec.Struct, reply_type: type[T]) -> T:
@@ -89,12 +108,12 @@ class WorkerClient:
             while chunk := handle.read(1 << 20):
                 yield chunk
 
-    def upload_file(self, job_id: str, path: Path, filename: str) -> str:
+    def upload_file(self, job_id: str, path: Path) -> str:
+        """Stage a result file; the checkpoint or completion report that names it makes it a file."""
         response = self._request(
-            "POST", f"/internal/jobs/{job_id}/files",
-            params={"worker_id": self.worker_id, "filename": filename}, upload=path,
+            "POST", f"/internal/jobs/{job_id}/files", params={"worker_id": self.worker_id}, upload=path
         )
-        return msgspec.json.decode(response.content, type=FileObject).id
+        return msgspec.json.decode(response.content, type=StoredBlob).id
 
     def upload_blob(self, job_id: str, path: Path) -> str:
         response = self._request(

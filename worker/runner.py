@@ -16,7 +16,7 @@ import msgspec
 import torch
 
 from server.internal_protocol import CheckpointReport, CompletionReport, FailureReport, JobSpec
-from worker.client import JobTaken, WorkerClient
+from worker.client import JobTaken, ServerRefused, WorkerClient
 from worker.data import DataError, write_metrics_csv
 from worker.integrations import WandbRun, start_wandb
 from worker.reporter import ProgressReporter
@@ -73,11 +73,11 @@ class JobHooks:
                         paused: bool) -> None:
         job_id = self.spec.job_id
         self.reporter.flush()  # the metrics events come before the checkpoint event
-        result_files = [
-            self.client.upload_file(job_id, path, path.name)
+        result_files = {
+            path.name: self.client.upload_file(job_id, path)
             for path in sorted(weights_dir.iterdir())
             if path.is_file() and path.name != "README.md"  # peft's model card, not weights
-        ]
+        }
         state_blob = self.client.upload_blob(job_id, state_path) if state_path else None
         checkpoint_metrics = {k: v for k, v in metrics.items() if k != "total_steps"}
         self.client.add_checkpoint(job_id, CheckpointReport(
@@ -96,6 +96,8 @@ def _failure(exc: BaseException) -> tuple[str, str, str | None]:
         return "gpu_required", str(exc), "hyperparameters"
     if isinstance(exc, DataError):
         return "invalid_training_file", f"The job failed due to an invalid training file: {exc}", "training_file"
+    if isinstance(exc, ServerRefused) and exc.code == "insufficient_storage":
+        return "insufficient_storage", f"The server ran out of disk space while storing this job's results: {exc.message}", None
     if isinstance(exc, torch.OutOfMemoryError):
         return "out_of_memory", "Training ran out of memory; try a smaller batch_size or context_length.", None
     return "training_failed", f"Training failed: {type(exc).__name__}: {exc}", None
@@ -136,9 +138,9 @@ def run_job(client: WorkerClient, spec: JobSpec) -> None:
             return
         csv_path = workdir / "step_metrics.csv"
         write_metrics_csv(outcome.metric_rows, csv_path)
-        result_file = client.upload_file(spec.job_id, csv_path, "step_metrics.csv")
         client.complete(spec.job_id, CompletionReport(
-            worker_id=client.worker_id, trained_tokens=outcome.trained_tokens, result_file=result_file,
+            worker_id=client.worker_id, trained_tokens=outcome.trained_tokens,
+            result_files={csv_path.name: client.upload_file(spec.job_id, csv_path)},
         ))
     except JobTaken:
         log.info("job %s was taken from this worker; stopping", spec.job_id)

@@ -3,15 +3,12 @@
 Only the worker token opens these routes (see server/auth.py); they are not part of `/v1`.
 """
 
-import time
-
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from server.endpoints.fine_tuning import checkpoint_object, job_object
-from server.endpoints.files import file_object
-from server.errors import APIError, invalid_request, not_found
+from server.errors import APIError, insufficient_storage, invalid_request, is_out_of_space, not_found
 from server.internal_protocol import (
     CheckpointReport, ClaimRequest, CompletionReport, FailureReport, ProgressReport, ReportReply, StoredBlob,
     WorkerHeartbeat,
@@ -19,9 +16,9 @@ from server.internal_protocol import (
 from server.requests import decode_json
 from server.responses import MsgspecResponse
 from server.services import services
-from server.uploads import clean_filename, commit_upload
+from server.job_lifecycle import scratch_prefix
+from server.uploads import commit_upload
 from storage.blobs import BlobWriter
-from storage.files import FileRecord
 from storage.ids import new_id
 
 
@@ -44,9 +41,17 @@ async def report_progress(request: Request) -> MsgspecResponse:
 
 
 async def _receive_raw(request: Request, writer: BlobWriter) -> None:
+    stream = request.stream()
     try:
-        async for chunk in request.stream():
+        async for chunk in stream:
             writer.write(chunk)
+    except OSError as exc:
+        writer.abort()
+        if not is_out_of_space(exc):
+            raise
+        async for _ in stream:  # read to the end, so the worker gets the 507 and not a broken pipe
+            pass
+        raise insufficient_storage() from None
     except BaseException:
         writer.abort()
         raise
@@ -58,27 +63,22 @@ def _owned(request: Request):
     return services(request).lifecycle.owned_job(request.path_params["job_id"], worker_id)
 
 
-async def upload_result_file(request: Request) -> MsgspecResponse:
+async def _receive_blob(request: Request, kind: str) -> MsgspecResponse:
+    """A result file or training state, kept under a job-scoped name until a checkpoint claims it
+    (server/job_lifecycle.py), so a checkpoint that never completes leaves nothing behind."""
     job = _owned(request)
-    svc = services(request)
-    filename = clean_filename(request.query_params.get("filename", ""))
-    file_id = new_id("file-")
-    writer = svc.blobs.writer(file_id)
-    await _receive_raw(request, writer)
-    record = FileRecord(
-        id=file_id, project=job.project, filename=filename, purpose="fine-tune-results", bytes=writer.size,
-        created_at=int(time.time()), status="processed",
-    )
-    svc.files.insert(record)
-    return MsgspecResponse(file_object(record))
-
-
-async def upload_state_blob(request: Request) -> MsgspecResponse:
-    _owned(request)
-    blob_id = new_id("state-")
+    blob_id = new_id(scratch_prefix(kind, job.id))
     writer = services(request).blobs.writer(blob_id)
     await _receive_raw(request, writer)
     return MsgspecResponse(StoredBlob(id=blob_id, bytes=writer.size))
+
+
+async def upload_result_file(request: Request) -> MsgspecResponse:
+    return await _receive_blob(request, "staged")
+
+
+async def upload_state_blob(request: Request) -> MsgspecResponse:
+    return await _receive_blob(request, "state")
 
 
 async def add_checkpoint(request: Request) -> MsgspecResponse:
