@@ -60,6 +60,16 @@ class ServerProcess:
             base_url=self.base_url + "/v1", api_key=api_key, max_retries=0, _strict_response_validation=True
         )
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no shutdown code runs."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        if not self._log.closed:
+            self._log.close()
+
+    def worker_token(self) -> str:
+        return (self.data_dir / "worker_token").read_text()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -68,4 +78,14 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
+
+
+def start_worker(server: ServerProcess, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A `gxft worker` of its own (not the embedded one), logging to `log_path`."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GXFT_WORKER_TOKEN": server.worker_token(),
+                   "GXFT_DATA_DIR": str(server.data_dir), **(env or {})}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "gxft", "worker", "--server", server.base_url],
+                                env=environment, stdout=log, stderr=subprocess.STDOUT)

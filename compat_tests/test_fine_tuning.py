@@ -5,9 +5,6 @@ import csv
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 
 import httpx2
@@ -330,27 +327,6 @@ def test_pause_and_resume_continue_to_the_same_total(server, sample_files):
     assert error.status_code == 400
 
 
-def test_failed_model_load_fails_the_job_and_the_worker_goes_on(start_server, tmp_path):
-    broken = tmp_path / "broken-model"
-    broken.mkdir()
-    (broken / "config.json").write_text("{ this is not json")
-    registry = tmp_path / "registry.toml"
-    registry.write_text(
-        f'[[models]]\nid = "broken/model"\npath = "{broken}"\n\n'
-        f'[[models]]\nid = "{TINY}"\npath = "{TINY_PATH}"\nlearning_rate = {{ lora = 3e-3, full = 1e-3 }}\n'
-    )
-    server = start_server(env={"GXFT_MODELS_FILE": str(registry)}, worker=True)
-    client = server.client()
-    train = processed(client, (SAMPLE_DATA / "sample_training_data.jsonl").read_bytes())
-    job = client.fine_tuning.jobs.create(model="broken/model", training_file=train.id)
-    done = wait_done(client, job.id)
-    assert done.status == "failed"
-    assert done.error.code == "model_load_failed" and "broken/model" in done.error.message
-    assert done.error.param == "model"
-    good = client.fine_tuning.jobs.create(model=TINY, training_file=train.id, hyperparameters={"n_epochs": 1})
-    assert wait_done(client, good.id).status == "succeeded"
-
-
 def test_job_list_paginates_and_filters_by_metadata(start_server):
     server = start_server(worker=False)
     client = server.client()
@@ -366,43 +342,6 @@ def test_job_list_paginates_and_filters_by_metadata(start_server):
     even = [j.id for j in client.fine_tuning.jobs.list(limit=5, metadata={"parity": "even"})]
     assert even == ids[::-2]
     assert all(j.status == "queued" for j in first.data)
-
-
-def test_worker_killed_mid_job_is_resumed_by_another(start_server, tmp_path):
-    server = start_server(env={"GXFT_LEASE_SECONDS": "2"}, worker=False)
-    client = server.client()
-    train = processed(client, (SAMPLE_DATA / "sample_training_data.jsonl").read_bytes())
-    token = (server.data_dir / "worker_token").read_text()
-    env = {**os.environ, "GXFT_WORKER_TOKEN": token, "GXFT_DATA_DIR": str(server.data_dir)}
-
-    def start_worker() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "gxft", "worker", "--server", server.base_url], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    first = start_worker()
-    try:
-        job = client.fine_tuning.jobs.create(model=TINY, training_file=train.id, hyperparameters={"n_epochs": 40})
-        wait_for(lambda: len(client.fine_tuning.jobs.checkpoints.list(job.id).data) >= 1, timeout=60)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        killed_at = client.fine_tuning.jobs.retrieve(job.id).model_extra["trained_steps"]
-        second = start_worker()
-        try:
-            done = wait_done(client, job.id, timeout=120)
-        finally:
-            second.terminate()
-            second.wait()
-    finally:
-        if first.poll() is None:
-            first.kill()
-    assert done.status == "succeeded", done.error
-    assert done.model_extra["trained_steps"] == done.model_extra["total_steps"] == 400
-    messages = [e.message for e in all_events(client, job.id)]
-    assert any(m.startswith("The worker running this job stopped reporting") for m in messages)
-    resumed = [m for m in messages if m.startswith("Fine-tuning job resumed from step")]
-    assert resumed and int(resumed[0].rsplit(" ", 1)[1]) <= killed_at
-    # One checkpoint per epoch, the last three kept.
-    assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id)] == [400, 390, 380]
 
 
 WANDB_STAND_IN = '''
