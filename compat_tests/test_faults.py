@@ -11,7 +11,7 @@ import httpx2
 import openai
 import pytest
 
-from compat_tests.conftest import SAMPLE_DATA
+from compat_tests.conftest import SAMPLE_DATA, unavailable
 from compat_tests.server_process import ServerProcess, start_worker
 from compat_tests.test_files import chat_line, jsonl, processed, upload
 from compat_tests.test_fine_tuning import TINY, TINY_PATH, all_events, metrics_events, wait_done, wait_for
@@ -146,7 +146,7 @@ def test_server_killed_mid_upload_and_mid_training_loses_nothing(tmp_path):
 def small_disk(tmp_path):
     """A 48 MiB tmpfs: the data dir of a server whose disk the test fills."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+        unavailable("mounting a tmpfs needs root")
     mount = tmp_path / "disk"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], check=True)
