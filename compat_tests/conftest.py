@@ -8,6 +8,16 @@ from compat_tests.server_process import ServerProcess
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 
 
+MEASUREMENTS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if MEASUREMENTS:
+        terminalreporter.section("GXFT measurements")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)
+
+
 def unavailable(reason: str) -> None:
     """What a test needs is missing: a skip on a developer's machine, a failure in CI (.ci/run provides it)."""
     if os.environ.get("CI"):

@@ -16,12 +16,10 @@
 """
 
 import argparse
-import asyncio
 import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from compat_tests.http_load import load, run_loop  # noqa: E402
 from compat_tests.server_process import ServerProcess  # noqa: E402
 from scripts.bench.common import machine, print_table  # noqa: E402
 from server.config import DEFAULT_PROJECT, Settings  # noqa: E402
@@ -60,59 +59,6 @@ def fill(data_dir: Path, job_count: int, event_count: int) -> list[str]:
             jobs.add_event(ids[index % job_count], f"Step {step}/10: training loss=1.00", type="metrics",
                            data={"step": step, "total_steps": 10, "train_loss": 1.0})
     return ids
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection that sends a GET and reads its whole answer."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str):
-        self.reader, self.writer, self.host = reader, writer, host
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> "Connection":
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer, f"{host}:{port}")
-
-    async def get(self, path: str) -> int:
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer sk-bench\r\n\r\n".encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
-        await self.reader.readexactly(length)
-        return status
-
-async def load(port: int, paths: list[str], clients: int, seconds: float) -> dict:
-    connections = [await Connection.open("127.0.0.1", port) for _ in range(clients)]
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-
-    async def client(connection: Connection, seed: int) -> None:
-        nonlocal errors
-        pick = random.Random(seed)
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            status = await connection.get(pick.choice(paths))
-            latencies.append(time.perf_counter() - started)
-            errors += status != 200
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client(connection, seed) for seed, connection in enumerate(connections)))
-    elapsed = time.perf_counter() - started
-    for connection in connections:
-        connection.writer.close()
-    latencies.sort()
-    return {"clients": clients, "requests": len(latencies), "errors": errors,
-            "requests_per_second": len(latencies) / elapsed,
-            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * latencies[int(0.99 * len(latencies))]}
-
-def run_loop(coroutine):
-    try:
-        import uvloop  # the server's own loop, when installed; the client then costs less of the machine
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
-
 
 def memory_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
