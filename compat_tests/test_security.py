@@ -148,7 +148,8 @@ def test_request_head_over_the_limit_is_431(keyed):
 def test_internal_api_refuses_public_keys_and_anonymous_calls(keyed, trained):
     training, job = trained
     for headers in ({}, {"Authorization": f"Bearer {ALPHA_KEY}"}, {"Authorization": "Bearer wrong"}):
-        for method, path in (("POST", f"/internal/jobs/{job.id}/claim"), ("GET", f"/internal/files/{training.id}/content"),
+        for method, path in (("POST", f"/internal/jobs/{job.id}/claim"),
+                             ("GET", f"/internal/files/{training.id}/content"),
                              ("POST", "/internal/workers/heartbeat")):
             response = httpx2.request(method, keyed.base_url + path, headers=headers, json={"worker_id": "w"})
             assert _error(response, 401)["code"] == "invalid_worker_token"

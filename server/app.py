@@ -90,8 +90,8 @@ def create_app(settings: Settings) -> Starlette:
             db.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/openapi.json", openapi_json), *files.routes, *fine_tuning.routes, *models.routes,
-                *completions.routes, *internal.routes],
+        routes=[Route("/healthz", healthz), Route("/openapi.json", openapi_json), *files.routes,
+                *fine_tuning.routes, *models.routes, *completions.routes, *internal.routes],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AuthMiddleware, api_keys=settings.api_keys, worker_token=settings.worker_token),

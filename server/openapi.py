@@ -60,16 +60,18 @@ def _query_parameters(object_schema: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _form_schema(object_schema: dict[str, Any]) -> dict[str, Any]:
+    binary = {"type": "string", "format": "binary"}
     properties = {
-        name: {"type": "string", "format": "binary"} if schema.get("contentEncoding") == "base64" else _without_null(schema)
+        name: binary if schema.get("contentEncoding") == "base64" else _without_null(schema)
         for name, schema in object_schema["properties"].items()
     }
     return {**object_schema, "properties": properties}
 
 
 def _path_template(route: Route) -> str:
+    """Starlette's `{model:path}` is OpenAPI's `{model}`."""
     path = route.path
-    for name, convertor in route.param_convertors.items():
+    for name in route.param_convertors:
         path = path.replace(f"{{{name}:path}}", f"{{{name}}}")
     return path
 

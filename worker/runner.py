@@ -97,7 +97,7 @@ def _failure(exc: BaseException) -> tuple[str, str, str | None]:
     if isinstance(exc, DataError):
         return "invalid_training_file", f"The job failed due to an invalid training file: {exc}", "training_file"
     if isinstance(exc, ServerRefused) and exc.code == "insufficient_storage":
-        return "insufficient_storage", f"The server ran out of disk space while storing this job's results: {exc.message}", None
+        return "insufficient_storage", f"The server ran out of disk space for this job's results: {exc.message}", None
     if isinstance(exc, torch.OutOfMemoryError):
         return "out_of_memory", "Training ran out of memory; try a smaller batch_size or context_length.", None
     return "training_failed", f"Training failed: {type(exc).__name__}: {exc}", None
@@ -123,25 +123,24 @@ def run_job(client: WorkerClient, spec: JobSpec) -> None:
         with ProgressReporter(client, spec.job_id) as reporter:
             try:
                 outcome = _train(client, spec, reporter, workdir)
+                if outcome.status != "completed":
+                    log.info("job %s stopped: %s", spec.job_id, outcome.status)
+                    return
+                reporter.flush()  # every step's events arrive before the job ends
+                csv_path = workdir / "step_metrics.csv"
+                write_metrics_csv(outcome.metric_rows, csv_path)
+                client.complete(spec.job_id, CompletionReport(
+                    worker_id=client.worker_id, trained_tokens=outcome.trained_tokens,
+                    result_files={csv_path.name: client.upload_file(spec.job_id, csv_path)},
+                ))
             except JobTaken:
                 log.info("job %s was taken from this worker; stopping", spec.job_id)
-                return
             except Exception as exc:
                 log.exception("job %s failed", spec.job_id)
                 code, message, param = _failure(exc)
                 reporter.flush()
                 client.fail(spec.job_id, FailureReport(worker_id=client.worker_id, code=code, message=message,
                                                        param=param))
-                return
-        if outcome.status != "completed":
-            log.info("job %s stopped: %s", spec.job_id, outcome.status)
-            return
-        csv_path = workdir / "step_metrics.csv"
-        write_metrics_csv(outcome.metric_rows, csv_path)
-        client.complete(spec.job_id, CompletionReport(
-            worker_id=client.worker_id, trained_tokens=outcome.trained_tokens,
-            result_files={csv_path.name: client.upload_file(spec.job_id, csv_path)},
-        ))
     except JobTaken:
         log.info("job %s was taken from this worker; stopping", spec.job_id)
     finally:
