@@ -143,6 +143,12 @@ def test_request_head_over_the_limit_is_431(keyed):
             pass
         assert sent < 8 * 1024 * 1024, "the server kept reading an endless header"
     assert httpx2.get(f"{keyed.base_url}/healthz").status_code == 200
+    # The cap is per request: many requests and a large body on one keep-alive connection are fine.
+    with httpx2.Client(base_url=keyed.base_url, headers={"Authorization": f"Bearer {ALPHA_KEY}"}) as client:
+        assert {client.get("/healthz", headers={"X-Padding": "a" * 300}).status_code for _ in range(500)} == {200}
+        body, content_type = _multipart(b"big.bin", b"x" * (4 * 1024 * 1024), purpose=b"user_data")
+        assert client.post("/v1/files", content=body, headers={"Content-Type": content_type}).status_code == 200
+        assert client.get("/v1/files").status_code == 200
 
 
 def test_internal_api_refuses_public_keys_and_anonymous_calls(keyed, trained):

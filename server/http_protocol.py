@@ -1,7 +1,7 @@
 """uvicorn's httptools protocol with a cap on the request head, which httptools does not have.
 
-h11 refuses a head over 16 KiB; httptools would buffer one of any size. Here a head still
-incomplete after MAX_HEAD_BYTES is answered 431 in OpenAI's error envelope and the connection closed.
+h11 refuses a head over 16 KiB; httptools would buffer one of any size. Here a request line and
+headers over MAX_HEAD_BYTES are answered 431 in OpenAI's error envelope and the connection closed.
 """
 
 import msgspec
@@ -25,24 +25,40 @@ def _refusal() -> bytes:
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """Two checks: a head that arrived whole is measured when it completes (and never reaches the app);
+    one still arriving is measured by the bytes received since its request began."""
+
     _head_bytes = 0
     _head_complete = False
+    _refused = False
 
     def data_received(self, data: bytes) -> None:
-        in_head = not self._head_complete  # at the end of a body, the next head may start within `data`
         super().data_received(data)
-        if not in_head or self._head_complete or self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self._head_complete and not self._refused:
+            self._head_bytes = 0
             return
         self._head_bytes += len(data)
-        if self._head_bytes > MAX_HEAD_BYTES:
+        if self._refused or self._head_bytes > MAX_HEAD_BYTES:
             self.transport.write(_refusal())
             self.transport.close()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_complete = False
+
     def on_headers_complete(self) -> None:
         self._head_complete = True
+        if len(self.url) + sum(len(name) + len(value) for name, value in self.headers) > MAX_HEAD_BYTES:
+            self._refused = True
+            return
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._head_complete = False
-        self._head_bytes = 0
+        if not self._refused:
+            super().on_message_complete()
