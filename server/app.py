@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from server.auth import AuthMiddleware
 from server.config import Settings
-from server.endpoints import completions, files, fine_tuning, internal, models
+from server.endpoints import completions, dashboard, files, fine_tuning, internal, models
 from server.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
 from server.file_processing import FileProcessor
 from server.job_lifecycle import SCRATCH_KINDS, JobLifecycle, scratch_prefix
@@ -91,7 +91,7 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[Route("/healthz", healthz), Route("/openapi.json", openapi_json), *files.routes,
-                *fine_tuning.routes, *models.routes, *completions.routes, *internal.routes],
+                *fine_tuning.routes, *models.routes, *completions.routes, *internal.routes, *dashboard.routes],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AuthMiddleware, api_keys=settings.api_keys, worker_token=settings.worker_token),
