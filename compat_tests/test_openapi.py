@@ -8,6 +8,7 @@ import httpx2
 import pytest
 from starlette.routing import Route
 
+from compat_tests.server_process import ServerProcess
 from server.app import create_app
 from server.config import Settings
 
@@ -16,8 +17,6 @@ SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory):
-    from compat_tests.server_process import ServerProcess
-
     process = ServerProcess(tmp_path_factory.mktemp("openapi") / "data", env={"GXFT_API_KEYS": "key-a"}, worker=False)
     yield process
     process.stop()

@@ -21,7 +21,8 @@ export function lossChart(points) {
   if (all.length === 0) return h("p", { class: "muted" }, "The loss appears here once training has taken a step.");
   const steps = all.map(([step]) => step), losses = all.map(([, loss]) => loss);
   const [x0, x1] = [Math.min(...steps), Math.max(...steps, Math.min(...steps) + 1)];
-  const [y0, y1] = [Math.min(...losses, 0), Math.max(...losses) * 1.05 || 1];
+  const spread = Math.max(Math.max(...losses) - Math.min(...losses), 0.01);
+  const [y0, y1] = [Math.min(...losses) - 0.1 * spread, Math.max(...losses) + 0.1 * spread];
   const x = (step) => PAD.left + ((step - x0) / (x1 - x0)) * (WIDTH - PAD.left - PAD.right);
   const y = (loss) => HEIGHT - PAD.bottom - ((loss - y0) / (y1 - y0)) * (HEIGHT - PAD.top - PAD.bottom);
   const chart = svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": "Loss per step" });
