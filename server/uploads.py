@@ -143,7 +143,7 @@ async def receive_upload(request: Request, blobs: BlobStore, blob_id: str, max_b
                 parser.write(chunk)
             parser.finalize()
         except UploadTooLarge:
-            await _drain(stream)
+            await drain(stream)
             raise APIError(
                 413,
                 f"The file is larger than the limit of {max_bytes} bytes.",
@@ -154,7 +154,7 @@ async def receive_upload(request: Request, blobs: BlobStore, blob_id: str, max_b
             if not is_out_of_space(exc):
                 raise
             _abort(upload)  # give the space back before reading the rest
-            await _drain(stream)
+            await drain(stream)
             raise insufficient_storage() from None
     except python_multipart.exceptions.FormParserError as exc:
         _abort(upload)
@@ -171,7 +171,8 @@ def _abort(upload: ReceivedUpload) -> None:
         upload.writer = None
 
 
-async def _drain(stream) -> None:
+async def drain(stream) -> None:
+    """Read and drop the rest of a body, so the client sees the error answer and not a broken pipe."""
     drained = 0
     async for chunk in stream:
         drained += len(chunk)

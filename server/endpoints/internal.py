@@ -17,7 +17,7 @@ from server.requests import decode_json
 from server.responses import MsgspecResponse
 from server.services import services
 from server.job_lifecycle import scratch_prefix
-from server.uploads import commit_upload
+from server.uploads import commit_upload, drain
 from storage.blobs import BlobWriter
 from storage.ids import new_id
 
@@ -49,8 +49,7 @@ async def _receive_raw(request: Request, writer: BlobWriter) -> None:
         writer.abort()
         if not is_out_of_space(exc):
             raise
-        async for _ in stream:  # read to the end, so the worker gets the 507 and not a broken pipe
-            pass
+        await drain(stream)
         raise insufficient_storage() from None
     except BaseException:
         writer.abort()
