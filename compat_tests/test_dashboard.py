@@ -91,7 +91,9 @@ def test_whole_fine_tuning_flow_in_the_browser(page, server, tmp_path):
     page.fill("#chat-input", "Question 3?")
     page.click("#chat-send")
     page.wait_for_selector("#chat-log .answer")
-    assert page.text_content("#chat-log .answer").removeprefix("Model: ").strip()
+    # What a tiny model trained for a few seconds says varies (sometimes only newlines); that it answered does not.
+    assert page.text_content("#chat-log .answer").startswith("Model: ")
+    assert page.is_hidden("#error")
     shoot(page, tmp_path, "dashboard-job")
 
     page.click("nav a[data-nav='jobs']")
