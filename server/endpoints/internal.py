@@ -13,10 +13,10 @@ from server.internal_protocol import (
     CheckpointReport, ClaimRequest, CompletionReport, FailureReport, ProgressReport, ReportReply, StoredBlob,
     WorkerHeartbeat,
 )
+from server.job_lifecycle import scratch_prefix
 from server.requests import decode_json
 from server.responses import MsgspecResponse
 from server.services import services
-from server.job_lifecycle import scratch_prefix
 from server.uploads import commit_upload, drain
 from storage.blobs import BlobWriter
 from storage.ids import new_id
