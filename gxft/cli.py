@@ -18,11 +18,11 @@ def serve(args: argparse.Namespace) -> int:
     from server.app import create_app
     from server.config import load_settings
     from server.http_protocol import BoundedHttpToolsProtocol
-    from server.model_registry import ModelRegistry, RegistryError
+    from server.base_models import BaseModelRegistry, RegistryError
 
     settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile)
     try:
-        ModelRegistry.load(settings.models_file, settings.profile)
+        BaseModelRegistry.load(settings.models_file, settings.profile)
     except RegistryError as exc:
         print(f"gxft serve: {exc}", file=sys.stderr)
         return 2
@@ -59,7 +59,7 @@ def worker(args: argparse.Namespace) -> int:
 
 def validate(args: argparse.Namespace) -> int:
     """Check JSONL training files with the server's own validator."""
-    from server.training_data import validate_file
+    from contract.data_formats import validate_file
 
     all_ok = True
     for path in args.files:
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     endpoint.add_argument("--json", action="store_true", help="print JSON")
     _add_remote_commands(commands, endpoint)
 
-    config_parser = commands.add_parser("create-config", help="write a training config file (seed 000's layout)")
+    config_parser = commands.add_parser("create-config", help="write a training config file for `gxft train`")
     config_parser.add_argument("name", help="writes NAME.json, or NAME.yaml with --yaml")
     config_parser.add_argument("--model", required=True, help="a registry id or a model folder")
     config_parser.add_argument("--dataset", required=True, help="a JSONL file")

@@ -1,13 +1,14 @@
-"""Seed 000's local workflow, no server needed: `create-config`, `train` and `evaluate`, on the
-same data and training code the worker runs."""
+"""The local workflow, no server needed: `create-config`, `train` and `evaluate`, on the same data and
+training code the worker runs."""
 
-import json
 import math
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from contract.literals import DataFormat
+from contract.training_settings import TrainingSettings
 from gxft.local_config import ConfigError, LocalConfig, default_config, dump, load
 from gxft.output import print_json, progress
 
@@ -17,16 +18,16 @@ REGISTRY = REPO_ROOT / "sample_data" / "models" / "registry.toml"
 
 def _model_path(name: str) -> tuple[str, int | None]:
     """A registry id (or alias) → its folder and context length; anything else is a folder or hub id."""
-    from server.model_registry import ModelRegistry
+    from server.base_models import BaseModelRegistry
 
-    model = ModelRegistry.load(REGISTRY).get(name)
+    model = BaseModelRegistry.load(REGISTRY).get(name)
     if model is not None:
         return model.path, model.context_length
     return name, None
 
 
-def _check_dataset(path_text: str, declared: str | None, field: str) -> tuple[Path, str]:
-    from server.training_data import validate_file
+def _check_dataset(path_text: str, declared: str | None, field: str) -> tuple[Path, DataFormat]:
+    from contract.data_formats import METHOD_FORMATS, validate_file
 
     path = Path(path_text)
     if not path.is_file():
@@ -36,7 +37,7 @@ def _check_dataset(path_text: str, declared: str | None, field: str) -> tuple[Pa
         raise ConfigError(f"{field}: {path} is not a valid training file:\n  " + "\n  ".join(report.problems))
     if declared is not None and declared != report.data_format:
         raise ConfigError(f"{field}: {path} is in the {report.data_format} format, not {declared}")
-    if report.data_format not in ("chat", "alpaca", "prompt_completion", "text"):
+    if report.data_format not in METHOD_FORMATS["supervised"]:
         raise ConfigError(f"{field}: {path} holds {report.data_format} examples, which supervised training cannot use")
     return path, report.data_format
 
@@ -44,7 +45,7 @@ def _check_dataset(path_text: str, declared: str | None, field: str) -> tuple[Pa
 def create_config(args) -> int:
     data_format = args.format
     if data_format is None and Path(args.dataset).is_file():
-        from server.training_data import validate_file
+        from contract.data_formats import validate_file
 
         data_format = validate_file(Path(args.dataset)).data_format
     config = default_config(args.model, args.dataset, args.method, data_format, f"./{args.name}_output")
@@ -81,9 +82,7 @@ class LocalHooks:
             state_path.unlink(missing_ok=True)
 
 
-def _settings(config: LocalConfig, context_length: int | None):
-    from server.hyperparameters import TrainingSettings
-
+def _settings(config: LocalConfig, context_length: int | None) -> TrainingSettings:
     training = config.training
     lora = training.lora
     targets = lora.target_modules if lora and lora.target_modules != "all-linear" else None
@@ -126,53 +125,32 @@ def train(args) -> int:
         print(f"gxft train: {exc}", file=sys.stderr)
         return 2
 
-    from server.internal_protocol import JobSpec
-    from worker.data import metrics_csv
-    from worker.trainer import ModelLoadError, SupervisedRecipe
+    from modeling.loading import ModelLoadError, pick_device
+    from worker.metrics_csv import metrics_csv
+    from worker.trainer import Trainer
+    from worker.training_run import TrainingRun
 
-    spec = JobSpec(
-        job_id="local", base_model=config.model.name, model_path=model_path, training_file=str(train_path),
-        validation_file=str(valid_path) if valid_path else None, data_format=data_format,
-        seed=config.training.seed, settings=_settings(config, context_length),
-    )
     output_dir = Path(config.training.output_dir)
     with tempfile.TemporaryDirectory(prefix="gxft-train-") as workdir:
-        recipe = SupervisedRecipe(spec, train_path, valid_path, Path(workdir))
-        if config.model.device_map == "cpu":
-            recipe.device = torch.device("cpu")
+        trainer = Trainer(TrainingRun(
+            method="supervised", model_path=model_path, model_name=config.model.name, train_path=train_path,
+            valid_path=valid_path, data_format=data_format, seed=config.training.seed,
+            settings=_settings(config, context_length), workdir=Path(workdir),
+            device=pick_device(config.model.device_map),
+        ))
         try:
-            recipe.setup()
+            trainer.setup()
         except ModelLoadError as exc:
             print(f"gxft train: model.name: {exc}", file=sys.stderr)
             return 2
-        with progress(recipe.total_steps, f"Training {config.model.name} ({config.training.method})",
+        with progress(trainer.total_steps, f"Training {config.model.name} ({config.training.method})",
                       unit="step") as bar:
-            outcome = recipe.train(LocalHooks(bar, output_dir, recipe.tokenizer))
-    (output_dir / "step_metrics.csv").write_text(metrics_csv(outcome.metric_rows))
-    last = outcome.metric_rows[-1]
-    print(f"{output_dir}: {recipe.total_steps} steps, {outcome.trained_tokens} tokens, "
+            result = trainer.train(LocalHooks(bar, output_dir, trainer.tokenizer))
+    (output_dir / "step_metrics.csv").write_text(metrics_csv(result.metric_rows))
+    last = result.metric_rows[-1]
+    print(f"{output_dir}: {trainer.total_steps} steps, {result.trained_tokens} tokens, "
           f"final training loss {last['train_loss']:.4f}")
     return 0
-
-
-def _load_for_evaluation(model_dir: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    adapter_config = model_dir / "adapter_config.json"
-    tokenizer_dir = model_dir
-    if adapter_config.exists():
-        from peft import PeftModel
-
-        base = json.loads(adapter_config.read_text())["base_model_name_or_path"]
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), model_dir)
-        if not (model_dir / "tokenizer_config.json").exists():
-            tokenizer_dir = base
-    else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model.eval(), tokenizer
 
 
 def evaluate(args) -> int:
@@ -185,12 +163,17 @@ def evaluate(args) -> int:
     except ConfigError as exc:
         print(f"gxft evaluate: {exc}", file=sys.stderr)
         return 2
+    from modeling.loading import ModelLoadError, load_model_folder, pick_device
     from worker.data import tokenize_file
-    from worker.trainer import evaluate as evaluate_examples, pick_device
+    from worker.objectives.supervised import evaluate as evaluate_examples
 
-    model, tokenizer = _load_for_evaluation(model_dir)
     device = pick_device()
-    model.to(device)
+    try:
+        model, tokenizer = load_model_folder(model_dir, device)
+    except ModelLoadError as exc:
+        print(f"gxft evaluate: {exc}", file=sys.stderr)
+        return 2
+    model.eval()
     examples = tokenize_file(tokenizer, dataset, data_format, args.max_length)
     metrics = evaluate_examples(model, examples, args.batch_size, True, tokenizer.pad_token_id, device)
     result = {

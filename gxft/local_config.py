@@ -1,4 +1,5 @@
-"""The configuration file of `gxft train`, in the layout of seed 000's example (JSON or YAML).
+"""The configuration file of `gxft train` (JSON or YAML), in the layout of the fine-tuning CLI that
+GXFT's command line grew from: `dataset`, `model` and `training` sections.
 
 Every key is known and every value checked before training starts: an unknown key or an
 impossible value stops with a message naming it (`ConfigError`).

@@ -256,7 +256,7 @@ def chat(args, client) -> int:
 
 
 def check_connection(args, client) -> int:
-    """One line per endpoint: status and latency (seed 004's test-api-connection)."""
+    """One line per endpoint: status and latency, the connection test that fine-tuning web UIs offer."""
     checks = {
         "models": lambda: client.models.with_raw_response.list(),
         "fine_tuning.jobs": lambda: client.fine_tuning.jobs.with_raw_response.list(limit=1),

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import msgspec
 
+from contract.job_queue import QUEUE_FILENAME
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROJECT = "personal"
 
@@ -50,7 +52,7 @@ class Settings(msgspec.Struct, kw_only=True):
 
     @property
     def queue_path(self) -> Path:
-        return self.data_dir / "queue.sqlite3"
+        return self.data_dir / QUEUE_FILENAME
 
 
 def parse_api_keys(value: str) -> dict[str, str]:

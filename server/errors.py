@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
-from server.protocol import ErrorDetail, ErrorResponse
+from contract.error_envelope import ErrorDetail, ErrorResponse
 
 log = logging.getLogger("gxft.errors")
 
@@ -36,6 +36,29 @@ def invalid_request(message: str, param: str | None = None, code: str | None = N
 
 def not_found(kind: str, object_id: str, param: str = "id") -> APIError:
     return APIError(404, f"No such {kind} object: {object_id}", param=param)
+
+
+def job_not_found(job_id: str) -> APIError:
+    return APIError(404, f"No such fine-tuning job: {job_id}", param="fine_tuning_job_id", code="job_not_found")
+
+
+def checkpoint_not_found(checkpoint_id: str) -> APIError:
+    return APIError(404, f"No such checkpoint: {checkpoint_id}", param="checkpoint_id")
+
+
+def model_not_found(name: str, available: list[str]) -> APIError:
+    shown = ", ".join(available[:20]) + (", …" if len(available) > 20 else "")
+    return APIError(
+        404,
+        f"The model {name!r} does not exist or you do not have access to it. Available models: {shown}.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def job_not_held(job_id: str) -> APIError:
+    """A worker reported on a job that is no longer assigned to it: it must stop working on it."""
+    return APIError(409, f"Job {job_id} is not assigned to this worker.", code="job_not_owned")
 
 
 def malformed_body(message: str) -> APIError:

@@ -7,7 +7,7 @@ headers over MAX_HEAD_BYTES are answered 431 in OpenAI's error envelope and the 
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from server.protocol import ErrorDetail, ErrorResponse
+from contract.error_envelope import ErrorDetail, ErrorResponse
 
 MAX_HEAD_BYTES = 64 * 1024
 

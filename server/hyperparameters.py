@@ -8,30 +8,13 @@ starts, when `resolve` turns it into `TrainingSettings` and the job shows the re
 """
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
+from contract.literals import METHODS, Method
+from contract.training_settings import TrainingSettings
 from server.errors import invalid_request
-
-
-class TrainingSettings(msgspec.Struct, kw_only=True):
-    n_epochs: int
-    batch_size: int
-    learning_rate: float
-    learning_rate_multiplier: float
-    warmup_ratio: float
-    weight_decay: float
-    lora: bool
-    lora_r: int
-    lora_alpha: float
-    lora_dropout: float
-    packing: bool
-    max_grad_norm: float
-    context_length: int
-    lora_target_modules: list[str] | None = None  # None: every linear layer but the output head
-    beta: float = 0.1  # DPO only: how far the policy may move from the reference model
-    quantization: str | None = None  # "nf4": the frozen base is loaded in 4 bits (QLoRA)
 
 
 class Bound(msgspec.Struct, frozen=True):
@@ -99,12 +82,11 @@ BOUNDS: dict[str, Bound] = {
     "quantization": Bound(str, choices=("nf4",)),
 }
 # The keys OpenAI echoes for each method ("auto" until resolved), and the keys only one method takes.
-OPENAI_KEYS = {
+OPENAI_KEYS: dict[Method, tuple[str, ...]] = {
     "supervised": ("batch_size", "learning_rate_multiplier", "n_epochs"),
     "dpo": ("batch_size", "learning_rate_multiplier", "n_epochs", "beta"),
 }
 METHOD_ONLY_KEYS = {"beta": "dpo"}
-SUPPORTED_METHODS = tuple(OPENAI_KEYS)
 DEFAULT_BETA = 0.1
 # DPO refines a model that already answers well; the field's DPO rates are about a tenth of SFT's.
 DPO_LEARNING_RATE_FACTOR = 0.1
@@ -122,13 +104,13 @@ DEFAULTS = {
 }
 
 
-def _method_hyperparameters(method: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _method_hyperparameters(method: dict[str, Any]) -> tuple[Method, dict[str, Any]]:
     method_type = method.get("type")
     if not isinstance(method_type, str):
         raise invalid_request("method.type is required: 'supervised'.", param="method.type")
-    if method_type not in SUPPORTED_METHODS:
+    if method_type not in METHODS:
         raise invalid_request(
-            f"Fine-tuning method {method_type!r} is not supported; supported: {', '.join(SUPPORTED_METHODS)}.",
+            f"Fine-tuning method {method_type!r} is not supported; supported: {', '.join(METHODS)}.",
             param="method.type",
         )
     for key in method:
@@ -142,14 +124,15 @@ def _method_hyperparameters(method: dict[str, Any]) -> tuple[str, dict[str, Any]
         raise invalid_request(
             f"method.{method_type}.hyperparameters must be an object.", param=f"method.{method_type}.hyperparameters"
         )
-    return method_type, hyperparameters
+    return cast(Method, method_type), hyperparameters
 
 
 def parse_requested(
     hyperparameters: dict[str, Any] | None, method: dict[str, Any] | None, max_context_length: int
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[Method, dict[str, Any]]:
     """Check the request's hyperparameters; return the method type and the values as requested."""
-    method_type, prefix, values = "supervised", "hyperparameters", dict(hyperparameters or {})
+    method_type: Method = "supervised"
+    prefix, values = "hyperparameters", dict(hyperparameters or {})
     if method is not None:
         method_type, from_method = _method_hyperparameters(method)
         if method_type != "supervised" and values:
@@ -212,7 +195,7 @@ def default_epochs(example_count: int) -> int:
 
 
 def resolve(
-    method_type: str,
+    method_type: Method,
     requested: dict[str, Any],
     example_count: int,
     base_learning_rate: dict[str, float],

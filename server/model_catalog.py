@@ -8,15 +8,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from server.errors import APIError
-from server.job_lifecycle import JobLifecycle
-from server.model_registry import BaseModel, ModelRegistry
+from contract.literals import WeightsKind
+from server.base_models import BaseModel, BaseModelRegistry
+from server.errors import APIError, model_not_found
+from server.files.store import FileStore
+from server.jobs.results import JobResults
 from server.protocol import FineTuningSupport, Model
 from server.worker_roster import WorkerRoster
-from storage.blobs import BlobStore
-from storage.files import FileRepository
 from storage.jobs import CheckpointRecord, JobRecord, JobRepository
 
 SYSTEM_OWNER = "system"
@@ -25,7 +24,7 @@ SYSTEM_OWNER = "system"
 @dataclass(frozen=True)
 class FineTunedWeights:
     checkpoint_id: str  # identifies the weights, e.g. in the server's cache of loaded models
-    kind: Literal["adapter", "full"]
+    kind: WeightsKind
     files: dict[str, Path]  # file name → blob holding it
     file_ids: tuple[str, ...]
 
@@ -63,24 +62,13 @@ class WeightsFolder:
         self._temp.cleanup()
 
 
-def model_not_found(name: str, available: list[str]) -> APIError:
-    shown = ", ".join(available[:20]) + (", …" if len(available) > 20 else "")
-    return APIError(
-        404,
-        f"The model {name!r} does not exist or you do not have access to it. Available models: {shown}.",
-        param="model",
-        code="model_not_found",
-    )
-
-
 class ModelCatalog:
-    def __init__(self, registry: ModelRegistry, jobs: JobRepository, files: FileRepository, blobs: BlobStore,
-                 lifecycle: JobLifecycle, workers: WorkerRoster):
+    def __init__(self, registry: BaseModelRegistry, jobs: JobRepository, files: FileStore, results: JobResults,
+                 workers: WorkerRoster):
         self.registry = registry
         self.jobs = jobs
         self.files = files
-        self.blobs = blobs
-        self.lifecycle = lifecycle
+        self.results = results
         self.workers = workers
 
     def list(self, project: str) -> list[Model]:
@@ -100,11 +88,10 @@ class ModelCatalog:
 
     def _wire_checkpoint(self, checkpoint: CheckpointRecord, job: JobRecord) -> Model:
         """Without looking up its files: listing stays one query per checkpoint."""
-        root = job.base_model or job.model
-        adapter = bool((job.resolved or {}).get("lora", True))
         return Model(
             id=checkpoint.fine_tuned_model_checkpoint, created=checkpoint.created_at, owned_by=job.project,
-            root=root, parent=job.model, fine_tuning=self._support(self.registry.get(root), adapter),
+            root=job.base_model, parent=job.model,
+            fine_tuning=self._support(self.registry.get(job.base_model), checkpoint.weights == "adapter"),
         )
 
     def _support(self, base: BaseModel | None, adapter_or_base: bool) -> FineTuningSupport:
@@ -134,7 +121,7 @@ class ModelCatalog:
         checkpoint = self.jobs.model_checkpoint(project, name)
         if checkpoint is None:
             raise model_not_found(name, [model.id for model in self.list(project)])
-        self.lifecycle.delete_checkpoint(checkpoint)
+        self.results.delete_checkpoint(checkpoint)
         return checkpoint.id
 
     def _base(self, name: str) -> ServedModel:
@@ -145,11 +132,11 @@ class ModelCatalog:
     def _fine_tuned(self, project: str, checkpoint: CheckpointRecord) -> ServedModel:
         job = self.jobs.get(checkpoint.job_id)
         assert job is not None
-        base = self.registry.get(job.base_model or job.model)
+        base = self.registry.get(job.base_model)
         if base is None:
             raise APIError(
                 409,
-                f"{checkpoint.fine_tuned_model_checkpoint} was trained on {job.base_model or job.model}, which is no "
+                f"{checkpoint.fine_tuned_model_checkpoint} was trained on {job.base_model}, which is no "
                 "longer in this server's model registry.",
                 param="model",
                 code="base_model_unavailable",
@@ -158,12 +145,9 @@ class ModelCatalog:
         for file_id in checkpoint.result_files:
             record = self.files.get_live(file_id)
             if record is not None:
-                files[record.filename] = self.blobs.path(file_id)
+                files[record.filename] = self.files.content_path(file_id)
         weights = FineTunedWeights(
-            checkpoint_id=checkpoint.id,
-            kind="adapter" if "adapter_config.json" in files else "full",
-            files=files,
-            file_ids=tuple(checkpoint.result_files),
+            checkpoint_id=checkpoint.id, kind=checkpoint.weights, files=files, file_ids=tuple(checkpoint.result_files),
         )
         return ServedModel(name=checkpoint.fine_tuned_model_checkpoint, base=base, weights=weights,
                            owned_by=project, created=checkpoint.created_at, parent=job.model)

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from server.protocol import ErrorResponse
+from contract.error_envelope import ErrorResponse
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 REF_TEMPLATE = "#/components/schemas/{name}"

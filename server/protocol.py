@@ -1,29 +1,18 @@
-"""The public wire objects, each defined once: the server encodes them, the CLI and tests decode them.
+"""The public wire objects of `/v1`, each defined once: the server encodes them, the tests decode them.
 
-Shapes follow OpenAI's API (shared/reference/openai-api.md §3), with Nebius's extra fields where noted.
+Shapes follow OpenAI's fine-tuning, files and models API reference, with Nebius's extra fields where
+noted. The error envelope is in contract/error_envelope.py, since workers read it too.
 """
 
-from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
+from contract.literals import EventLevel, EventType, FilePurpose, FileStatus, JobStatus, UploadPurpose
+
 T = TypeVar("T")
 
-UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
-FilePurpose = Literal[UploadPurpose, "assistants_output", "batch_output", "fine-tune-results"]
-UPLOAD_PURPOSES: tuple[str, ...] = get_args(UploadPurpose)
 EXPIRY_SECONDS = (3600, 2592000)
-
-
-class ErrorDetail(msgspec.Struct):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(msgspec.Struct):
-    error: ErrorDetail
 
 
 class ListPage(msgspec.Struct, Generic[T]):
@@ -40,15 +29,20 @@ class DeletedObject(msgspec.Struct):
     deleted: bool
 
 
-class FileUploadForm(msgspec.Struct, kw_only=True):
-    """The multipart/form-data fields of `POST /v1/files` (read by server/uploads.py as they stream in)."""
+class FileUploadFields(msgspec.Struct, kw_only=True):
+    """The text fields of `POST /v1/files`, decoded from the form as server/files/multipart.py receives it."""
 
-    file: bytes
     purpose: UploadPurpose
     expires_after_anchor: Literal["created_at"] | None = msgspec.field(default=None, name="expires_after[anchor]")
     expires_after_seconds: Annotated[int, msgspec.Meta(ge=EXPIRY_SECONDS[0], le=EXPIRY_SECONDS[1])] | None = (
         msgspec.field(default=None, name="expires_after[seconds]")
     )
+
+
+class FileUploadForm(FileUploadFields, kw_only=True):
+    """The whole multipart/form-data body, for the OpenAPI document: the fields and the `file` part."""
+
+    file: bytes
 
 
 # Query parameters of the list endpoints; unknown parameters are ignored, as OpenAI ignores them.
@@ -84,7 +78,7 @@ class FileObject(msgspec.Struct, kw_only=True):
     created_at: int
     filename: str
     purpose: FilePurpose
-    status: Literal["uploaded", "processed", "error"]
+    status: FileStatus
     status_details: str | None = None
     expires_at: int | None = None
 
@@ -136,7 +130,7 @@ class FineTuningJob(msgspec.Struct, kw_only=True):
     organization_id: str
     result_files: list[str]
     seed: int
-    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+    status: JobStatus
     trained_tokens: int | None = None
     training_file: str
     validation_file: str | None = None
@@ -156,9 +150,9 @@ class FineTuningJobEvent(msgspec.Struct, kw_only=True):
     id: str
     object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
     created_at: int
-    level: Literal["info", "warn", "error"]
+    level: EventLevel
     message: str
-    type: Literal["message", "metrics"] = "message"
+    type: EventType = "message"
     data: Any = None
 
 

@@ -1,32 +1,32 @@
-"""What the endpoints share: settings, storage and background processors, built once per app."""
+"""What the endpoints share: settings, storage and the domain objects, built once per app (server/app.py)."""
 
 from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from server.base_models import BaseModelRegistry
 from server.config import Settings
-from server.file_processing import FileProcessor
-from server.job_lifecycle import JobLifecycle
+from server.files.store import FileStore
+from server.files.validation import FileValidator
+from server.jobs.admission import JobAdmission
+from server.jobs.results import JobResults
+from server.jobs.transitions import JobTransitions
 from server.model_catalog import ModelCatalog
-from server.model_registry import ModelRegistry
 from server.serving.engine import InferenceEngine
 from server.worker_roster import WorkerRoster
-from storage.blobs import BlobStore
-from storage.database import Database
-from storage.files import FileRepository
 from storage.jobs import JobRepository
 
 
 @dataclass
 class Services:
     settings: Settings
-    db: Database
-    blobs: BlobStore
-    files: FileRepository
-    file_processor: FileProcessor
+    files: FileStore
+    file_validator: FileValidator
     jobs: JobRepository
-    registry: ModelRegistry
-    lifecycle: JobLifecycle
+    registry: BaseModelRegistry
+    admission: JobAdmission
+    transitions: JobTransitions
+    results: JobResults
     catalog: ModelCatalog
     engine: InferenceEngine
     workers: WorkerRoster

@@ -7,7 +7,7 @@ a GPU-only feature (QLoRA) can run at all, so such a job is refused at once rath
 
 import time
 
-from server.internal_protocol import WorkerHeartbeat
+from contract.internal_api import WorkerHeartbeat
 
 # A worker that missed this many seconds of heartbeats is taken to be gone.
 SILENCE_SECONDS = 60.0

@@ -9,10 +9,16 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from types import TracebackType
+from typing import Iterator
 
 
 class BlobWriter:
-    """An open temporary file that becomes blob `blob_id` on `commit()`."""
+    """An open temporary file that becomes blob `blob_id` on `commit()`.
+
+    Used as a context manager: leaving the block without a commit (an error, a refused upload)
+    removes the temporary file, so nothing half-written stays behind.
+    """
 
     def __init__(self, store: "BlobStore", blob_id: str):
         self._store = store
@@ -20,6 +26,15 @@ class BlobWriter:
         self.temp_path = store.temp_dir / f"{blob_id}.{secrets.token_hex(4)}"
         self._file = open(self.temp_path, "xb")
         self.size = 0
+        self.committed = False
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if not self.committed:
+            self.abort()
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
@@ -35,6 +50,7 @@ class BlobWriter:
         self._file.close()
         final = self._store.path(self.blob_id)
         os.replace(self.temp_path, final)
+        self.committed = True
         return final
 
     def abort(self) -> None:
@@ -56,17 +72,18 @@ class BlobStore:
             raise ValueError(f"invalid blob id {blob_id!r}")
         return self.root / blob_id
 
+    def exists(self, blob_id: str) -> bool:
+        return self.path(blob_id).is_file()
+
+    def size(self, blob_id: str) -> int:
+        return self.path(blob_id).stat().st_size
+
+    def blob_ids(self) -> Iterator[str]:
+        """Every committed blob."""
+        return (path.name for path in self.root.iterdir() if path.is_file())
+
     def writer(self, blob_id: str) -> BlobWriter:
         return BlobWriter(self, blob_id)
-
-    def write_bytes(self, blob_id: str, data: bytes) -> Path:
-        writer = self.writer(blob_id)
-        try:
-            writer.write(data)
-        except BaseException:
-            writer.abort()
-            raise
-        return writer.commit()
 
     def adopt(self, blob_id: str, path: Path) -> Path:
         """Move a finished file (written under `temp_dir`, so on the same file system) into the store."""

@@ -5,6 +5,7 @@ import time
 
 import msgspec
 
+from contract.literals import DataFormat, FilePurpose, FileStatus
 from storage.database import Database, page_query
 
 
@@ -12,13 +13,13 @@ class FileRecord(msgspec.Struct, kw_only=True):
     id: str
     project: str
     filename: str
-    purpose: str
+    purpose: FilePurpose
     bytes: int
     created_at: int
     expires_at: int | None = None
-    status: str
+    status: FileStatus
     status_details: str | None = None
-    data_format: str | None = None
+    data_format: DataFormat | None = None
     example_count: int | None = None
 
 
@@ -79,7 +80,8 @@ class FileRepository:
         return cursor.rowcount == 1
 
     def set_validation_result(
-        self, file_id: str, status: str, details: str | None, data_format: str | None, example_count: int | None
+        self, file_id: str, status: FileStatus, details: str | None, data_format: DataFormat | None,
+        example_count: int | None,
     ) -> None:
         self.db.execute(
             "UPDATE files SET status = ?, status_details = ?, data_format = ?, example_count = ? WHERE id = ?",

@@ -6,10 +6,9 @@ from typing import Any
 
 import msgspec
 
+from contract.ids import new_id
+from contract.literals import TERMINAL_STATUSES, EventLevel, EventType, JobStatus, Method, WeightsKind
 from storage.database import Database, page_query
-from storage.ids import new_id
-
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
@@ -18,18 +17,18 @@ _json_decode = msgspec.json.decode
 class JobRecord(msgspec.Struct, kw_only=True):
     id: str
     project: str
-    model: str
-    base_model: str | None = None
+    model: str  # as the user named it: a base model, an alias, or a fine-tuned model it continues
+    base_model: str  # the registry id of the base model it trains on
     parent_checkpoint: str | None = None  # the checkpoint whose weights the job starts from
     training_file: str
     validation_file: str | None
-    status: str
+    status: JobStatus
     created_at: int
     finished_at: int | None = None
     seed: int
     suffix: str | None
     model_name_id: str
-    method_type: str
+    method_type: Method
     hyperparameters: dict[str, Any]
     resolved: dict[str, Any] | None = None
     metadata: dict[str, str] | None
@@ -43,16 +42,15 @@ class JobRecord(msgspec.Struct, kw_only=True):
     result_files: list[str] = []
     worker_id: str | None = None
     lease_expires_at: float | None = None
-    control: str | None = None
 
 
 class EventRecord(msgspec.Struct, kw_only=True):
     id: str
     job_id: str
     created_at: int
-    level: str
+    level: EventLevel
     message: str
-    type: str
+    type: EventType
     data: Any = None
 
 
@@ -64,6 +62,7 @@ class CheckpointRecord(msgspec.Struct, kw_only=True):
     fine_tuned_model_checkpoint: str
     metrics: dict[str, Any]
     result_files: list[str]
+    weights: WeightsKind
     state_blob: str | None = None
 
 
@@ -109,10 +108,24 @@ class JobRepository:
             row = self.db.one("SELECT * FROM jobs WHERE id = ? AND project = ?", (job_id, project))
         return _from_row(JobRecord, row) if row else None
 
-    def update(self, job_id: str, **changes: Any) -> None:
+    def update(self, job_id: str, *, if_status: tuple[JobStatus, ...] | None = None, held_by: str | None = None,
+               if_unheld: bool = False, **changes: Any) -> bool:
+        """Apply `changes` to the job, only while it is in one of `if_status` (when given), held by the
+        worker `held_by` (when given) or held by no worker (`if_unheld`). Answers whether it changed."""
         row = {name: _column_value(name, value) for name, value in changes.items()}
         assignments = ", ".join(f"{name} = :{name}" for name in row)
-        self.db.execute(f"UPDATE jobs SET {assignments} WHERE id = :job_id", {**row, "job_id": job_id})
+        guards = {"job_id": job_id}
+        where = "id = :job_id"
+        if if_status is not None:
+            where += f" AND status IN ({', '.join(f':if_status_{i}' for i in range(len(if_status)))})"
+            guards.update({f"if_status_{i}": status for i, status in enumerate(if_status)})
+        if held_by is not None:
+            where += " AND worker_id = :held_by"
+            guards["held_by"] = held_by
+        if if_unheld:
+            where += " AND worker_id IS NULL"
+        cursor = self.db.execute(f"UPDATE jobs SET {assignments} WHERE {where}", {**row, **guards})
+        return cursor.rowcount == 1
 
     def cursor_seq(self, project: str, job_id: str) -> int | None:
         row = self.db.one("SELECT seq FROM jobs WHERE id = ? AND project = ?", (job_id, project))
@@ -156,7 +169,7 @@ class JobRepository:
     # Events
 
     def add_event(
-        self, job_id: str, message: str, *, level: str = "info", type: str = "message", data: Any = None,
+        self, job_id: str, message: str, *, level: EventLevel = "info", type: EventType = "message", data: Any = None,
         created_at: int | None = None,
     ) -> EventRecord:
         event = EventRecord(

@@ -6,6 +6,10 @@ have run. Append new migrations; never edit one that has shipped.
 
 import sqlite3
 
+# SQLite learned DROP COLUMN in 3.35 (2021); older builds (RHEL 9's, say) keep a dropped column as
+# an unused, nullable one.
+DROP_COLUMN = sqlite3.sqlite_version_info >= (3, 35, 0)
+
 MIGRATIONS: list[str] = [
     # 1: uploaded files. `seq` gives a total insertion order for cursor pagination; deleted rows
     # stay as tombstones so that a cursor pointing at them still resolves.
@@ -98,6 +102,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN parent_checkpoint TEXT;
     """,
+    # 5: what a checkpoint holds (a LoRA adapter or full weights) is recorded on it, from the job's
+    # resolved settings; `base_model` is never null (jobs before migration 3 trained on `model`
+    # itself); `control` was written and never read.
+    """
+    ALTER TABLE checkpoints ADD COLUMN weights TEXT NOT NULL DEFAULT 'adapter';
+    UPDATE checkpoints SET weights = 'full'
+        WHERE job_id IN (SELECT id FROM jobs WHERE json_extract(resolved, '$.lora') = 0);
+    UPDATE jobs SET base_model = model WHERE base_model IS NULL;
+    """ + ("ALTER TABLE jobs DROP COLUMN control;" if DROP_COLUMN else ""),
 ]
 
 

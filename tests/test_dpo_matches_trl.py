@@ -13,7 +13,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from worker.data import collate_pairs, tokenize_preference
-from worker.trainer import dpo_loss, logits, sequence_logps
+from worker.forward import logits
+from worker.objectives.preference import dpo_loss, sequence_logps
 
 TINY = Path(__file__).resolve().parent.parent / "sample_data" / "models" / "tiny-chat"
 BETA = 0.1

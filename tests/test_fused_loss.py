@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from server.hyperparameters import TrainingSettings
+from contract.training_settings import TrainingSettings
 from worker import loss as fused
 from worker.data import collate, tokenize_file
-from worker.trainer import apply_lora
+from worker.model_setup import apply_lora
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "sample_data" / "models" / "tiny-chat"

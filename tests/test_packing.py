@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from worker.data import IGNORE, collate, tokenize_file
-from worker.trainer import logits as model_logits
+from worker.forward import logits as model_logits
 
 TINY = Path(__file__).resolve().parent.parent / "sample_data" / "models" / "tiny-chat"
 TRAIN = Path(__file__).resolve().parent.parent / "sample_data" / "sample_training_data.jsonl"

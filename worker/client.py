@@ -1,4 +1,9 @@
-"""The worker's side of the internal API: the only way a worker reaches jobs, files and results."""
+"""The worker's side of the internal API: the only way a worker reaches jobs, files and results.
+
+Every call goes through one retry policy: a transport error (the server restarting, a dropped
+connection) is retried with backoff until the call's patience runs out, so a server restart costs a
+running job nothing. An answer from the server, error or not, is never retried.
+"""
 
 import logging
 import time
@@ -8,16 +13,16 @@ from typing import Any, Iterator, TypeVar
 import httpx2
 import msgspec
 
-from server.internal_protocol import (
+from contract.error_envelope import ErrorResponse
+from contract.internal_api import (
     CheckpointReport, ClaimRequest, CompletionReport, FailureReport, JobSpec, Order, ProgressReport, ReportReply,
     StoredBlob, WorkerHeartbeat,
 )
-from server.protocol import ErrorResponse
 
 log = logging.getLogger("gxft.worker")
 T = TypeVar("T")
 
-# A server restart must not cost a running job: keep retrying connection failures this long.
+# How long a call keeps retrying while the server cannot be reached: long enough for a restart.
 RECONNECT_SECONDS = 300.0
 
 
@@ -37,10 +42,17 @@ class ServerRefused(Exception):
     @classmethod
     def from_response(cls, response: httpx2.Response) -> "ServerRefused":
         try:
-            error = msgspec.json.decode(response.content, type=ErrorResponse).error
+            error = msgspec.json.decode(response.read(), type=ErrorResponse).error
             return cls(response.status_code, error.code, error.message)
         except msgspec.DecodeError:
             return cls(response.status_code, None, response.text[:500])
+
+
+def _check(response: httpx2.Response) -> None:
+    if response.status_code == 409:
+        raise JobTaken(response.read().decode(errors="replace"))
+    if response.status_code >= 400:
+        raise ServerRefused.from_response(response)
 
 
 class WorkerClient:
@@ -52,30 +64,35 @@ class WorkerClient:
             timeout=httpx2.Timeout(120.0, connect=5.0),
         )
 
-    def _request(self, method: str, path: str, upload: Path | None = None, **kwargs: Any) -> httpx2.Response:
-        deadline = time.monotonic() + RECONNECT_SECONDS
+    def _with_retries(self, what: str, attempt: Any, patience: float = RECONNECT_SECONDS) -> Any:
+        """`attempt()`, again after each transport error until `patience` seconds have passed."""
+        deadline = time.monotonic() + patience
         delay = 0.2
         while True:
-            if upload is not None:
-                kwargs["content"] = self._chunks(upload)  # a fresh stream for every attempt
             try:
-                response = self.http.request(method, path, **kwargs)
+                return attempt()
             except httpx2.TransportError as exc:
-                if time.monotonic() > deadline:
+                if time.monotonic() + delay > deadline:
                     raise
-                log.warning("server unreachable (%s); retrying in %.1fs", exc, delay)
+                log.warning("%s: server unreachable (%s); retrying in %.1fs", what, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                continue
-            if response.status_code == 409:
-                raise JobTaken(response.text)
-            if response.status_code >= 400:
-                raise ServerRefused.from_response(response)
+
+    def _request(self, method: str, path: str, upload: Path | None = None, patience: float = RECONNECT_SECONDS,
+                 **kwargs: Any) -> httpx2.Response:
+        def attempt() -> httpx2.Response:
+            if upload is not None:
+                kwargs["content"] = self._chunks(upload)  # a fresh stream for every attempt
+            response = self.http.request(method, path, **kwargs)
+            _check(response)
             return response
 
-    def _post(self, path: str, body: msgspec.Struct, reply_type: type[T]) -> T:
+        return self._with_retries(f"{method} {path}", attempt, patience)
+
+    def _post(self, path: str, body: msgspec.Struct, reply_type: type[T], patience: float = RECONNECT_SECONDS) -> T:
         response = self._request(
-            "POST", path, content=msgspec.json.encode(body), headers={"Content-Type": "application/json"}
+            "POST", path, content=msgspec.json.encode(body), headers={"Content-Type": "application/json"},
+            patience=patience,
         )
         return msgspec.json.decode(response.content, type=reply_type)
 
@@ -89,17 +106,20 @@ class WorkerClient:
         return self._post(f"/internal/jobs/{job_id}/report", report, ReportReply).order
 
     def _download(self, path: str, destination: Path) -> Path:
-        with self.http.stream("GET", path) as response:
-            response.raise_for_status()
-            with open(destination, "wb") as handle:
-                for chunk in response.iter_bytes(1 << 20):
-                    handle.write(chunk)
-        return destination
+        def attempt() -> Path:  # a broken download starts again from the first byte
+            with self.http.stream("GET", path) as response:
+                _check(response)
+                with open(destination, "wb") as handle:
+                    for chunk in response.iter_bytes(1 << 20):
+                        handle.write(chunk)
+            return destination
+
+        return self._with_retries(f"GET {path}", attempt)
 
     def download_file(self, file_id: str, destination: Path) -> Path:
         return self._download(f"/internal/files/{file_id}/content", destination)
 
-    def download_blob(self, blob_id: str, destination: Path) -> Path:
+    def download_state(self, blob_id: str, destination: Path) -> Path:
         return self._download(f"/internal/blobs/{blob_id}", destination)
 
     @staticmethod
@@ -108,14 +128,14 @@ class WorkerClient:
             while chunk := handle.read(1 << 20):
                 yield chunk
 
-    def upload_file(self, job_id: str, path: Path) -> str:
+    def upload_result_file(self, job_id: str, path: Path) -> str:
         """Stage a result file; the checkpoint or completion report that names it makes it a file."""
         response = self._request(
             "POST", f"/internal/jobs/{job_id}/files", params={"worker_id": self.worker_id}, upload=path
         )
         return msgspec.json.decode(response.content, type=StoredBlob).id
 
-    def upload_blob(self, job_id: str, path: Path) -> str:
+    def upload_state(self, job_id: str, path: Path) -> str:
         response = self._request(
             "POST", f"/internal/jobs/{job_id}/blobs", params={"worker_id": self.worker_id}, upload=path
         )
@@ -130,13 +150,12 @@ class WorkerClient:
     def fail(self, job_id: str, report: FailureReport) -> None:
         self._post(f"/internal/jobs/{job_id}/fail", report, dict)
 
-    def heartbeat(self, heartbeat: WorkerHeartbeat) -> None:
-        """One try, no retries: the next heartbeat comes soon anyway."""
-        response = self.http.post(
-            "/internal/workers/heartbeat", content=msgspec.json.encode(heartbeat),
-            headers={"Content-Type": "application/json"},
+    def heartbeat(self, heartbeat: WorkerHeartbeat, patience: float) -> None:
+        """Patient only until the next heartbeat is due: that one says the same, and newer."""
+        self._request(
+            "POST", "/internal/workers/heartbeat", content=msgspec.json.encode(heartbeat),
+            headers={"Content-Type": "application/json"}, patience=patience,
         )
-        response.raise_for_status()
 
     def close(self) -> None:
         self.http.close()

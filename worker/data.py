@@ -11,18 +11,19 @@ row with position ids restarting at each example. transformers reads those posit
 sequences, so no example attends to, or is trained to predict, another.
 """
 
-import base64
 import itertools
 import random
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import msgspec
 import torch
 
-from server.training_data import check_example, iter_examples
+from contract.data_formats import check_example, iter_examples
+from contract.literals import DataFormat
 
 IGNORE = -100
+T = TypeVar("T")
 
 
 class TokenizedExample(msgspec.Struct):
@@ -39,7 +40,7 @@ class DataError(Exception):
     """The training data cannot be trained on (found while tokenising)."""
 
 
-def read_examples(path: Path, data_format: str) -> list[tuple[int, dict[str, Any]]]:
+def read_examples(path: Path, data_format: DataFormat) -> list[tuple[int, dict[str, Any]]]:
     """Each example with its line number."""
     examples = []
     with open(path, "rb") as stream:
@@ -51,7 +52,7 @@ def read_examples(path: Path, data_format: str) -> list[tuple[int, dict[str, Any
     return examples
 
 
-def as_messages(example: dict[str, Any], data_format: str) -> list[dict[str, Any]]:
+def as_messages(example: dict[str, Any], data_format: DataFormat) -> list[dict[str, Any]]:
     if data_format == "chat":
         return example["messages"]
     if data_format == "alpaca":
@@ -117,7 +118,7 @@ def tokenize_text(tokenizer, prompt: str, completion: str, max_length: int) -> T
     return TokenizedExample(input_ids=input_ids[:max_length], labels=labels[:max_length])
 
 
-def tokenize(tokenizer, example: dict[str, Any], data_format: str, max_length: int) -> TokenizedExample:
+def tokenize(tokenizer, example: dict[str, Any], data_format: DataFormat, max_length: int) -> TokenizedExample:
     if data_format in ("chat", "alpaca"):
         return tokenize_chat(tokenizer, as_messages(example, data_format), example.get("tools"), max_length)
     if data_format == "prompt_completion":
@@ -137,23 +138,34 @@ def tokenize_preference(tokenizer, example: dict[str, Any], max_length: int) -> 
     )
 
 
-def _trainable(example: TokenizedExample | PreferencePair) -> bool:
-    parts = [example.preferred, example.rejected] if isinstance(example, PreferencePair) else [example]
-    return all(any(label != IGNORE for label in part.labels) for part in parts)
+def tokenize_file(tokenizer, path: Path, data_format: DataFormat, max_length: int) -> list[TokenizedExample]:
+    """The examples of a supervised file; problems name their line."""
+    examples = _tokenize_lines(path, data_format, lambda example: tokenize(tokenizer, example, data_format, max_length))
+    return _keep_trainable(examples, _labelled)
 
 
-def tokenize_file(tokenizer, path: Path, data_format: str, max_length: int) -> list[Any]:
-    """TokenizedExamples, or PreferencePairs for a preference file; problems name their line."""
-    examples = []
+def tokenize_pairs(tokenizer, path: Path, max_length: int) -> list[PreferencePair]:
+    """The pairs of a preference file; problems name their line."""
+    pairs = _tokenize_lines(path, "preference", lambda example: tokenize_preference(tokenizer, example, max_length))
+    return _keep_trainable(pairs, lambda pair: _labelled(pair.preferred) and _labelled(pair.rejected))
+
+
+def _tokenize_lines(path: Path, data_format: DataFormat, tokenize_one: Callable[[dict[str, Any]], T]) -> list[T]:
+    tokenized = []
     for line_number, example in read_examples(path, data_format):
         try:
-            if data_format == "preference":
-                examples.append(tokenize_preference(tokenizer, example, max_length))
-            else:
-                examples.append(tokenize(tokenizer, example, data_format, max_length))
+            tokenized.append(tokenize_one(example))
         except DataError as exc:
             raise DataError(f"line {line_number}: {exc}") from exc
-    usable = [e for e in examples if _trainable(e)]
+    return tokenized
+
+
+def _labelled(example: TokenizedExample) -> bool:
+    return any(label != IGNORE for label in example.labels)
+
+
+def _keep_trainable(examples: list[T], trains: Callable[[T], bool]) -> list[T]:
+    usable = [example for example in examples if trains(example)]
     if not usable:
         raise DataError("no example has a token to train on (every assistant turn has weight 0 or was truncated)")
     return usable
@@ -219,21 +231,3 @@ def batch_indices(count: int, batch_size: int, seed: int, epoch: int) -> Iterato
 
 def steps_per_epoch(example_count: int, batch_size: int) -> int:
     return -(-example_count // batch_size)
-
-
-def metrics_csv(rows: list[dict[str, Any]]) -> str:
-    """OpenAI's step_metrics.csv: one row per step, empty cells for what was not computed. A method's
-    own metrics (DPO's reward margin and accuracy) follow OpenAI's columns."""
-    columns = ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
-    for row in rows:
-        columns += [name for name in row if name not in columns]
-    lines = [",".join(columns)]
-    for row in rows:
-        lines.append(",".join("" if row.get(c) is None else f"{row[c]:.6g}" for c in columns))
-    return "\n".join(lines) + "\n"
-
-
-def write_metrics_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    """step_metrics.csv base64-encoded, as OpenAI serves it (decode with base64.b64decode)."""
-    path.write_bytes(base64.b64encode(metrics_csv(rows).encode()))
-

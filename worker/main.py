@@ -14,11 +14,11 @@ from pathlib import Path
 
 import httpx2
 
-from server.internal_protocol import WorkerHeartbeat
-from storage.ids import random_base62
-from worker import runner
-from worker.client import WorkerClient
-from worker.queue import job_queue
+from contract.ids import random_base62
+from contract.internal_api import WorkerHeartbeat
+from contract.job_queue import QUEUE_FILENAME, open_queue
+from worker.client import ServerRefused, WorkerClient
+from worker.runner import JobRunner
 
 log = logging.getLogger("gxft.worker")
 
@@ -55,8 +55,8 @@ def _keep_announcing(client: WorkerClient) -> None:
     def announce() -> None:
         while True:
             try:
-                client.heartbeat(heartbeat)
-            except httpx2.HTTPError as exc:
+                client.heartbeat(heartbeat, patience=HEARTBEAT_SECONDS)
+            except (httpx2.HTTPError, ServerRefused) as exc:
                 log.debug("heartbeat not delivered: %s", exc)
             time.sleep(HEARTBEAT_SECONDS)
 
@@ -71,13 +71,13 @@ def run_worker(server_url: str, queue_path: str | None = None, parent_pid: int |
         return 2
     redis_url = os.environ.get("GXFT_REDIS_URL") or None
     if queue_path is None and redis_url is None:
-        queue_path = str(Path(os.environ.get("GXFT_DATA_DIR", "gxft-data")).resolve() / "queue.sqlite3")
+        queue_path = str(Path(os.environ.get("GXFT_DATA_DIR", "gxft-data")).resolve() / QUEUE_FILENAME)
     if parent_pid:
         _exit_with_parent(parent_pid)
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{random_base62(6)}"
-    runner.context = runner.WorkerContext(server_url=server_url, token=token, worker_id=worker_id)
     _keep_announcing(WorkerClient(server_url, token, worker_id))
-    queue = job_queue(Path(queue_path) if queue_path else None, redis_url)
+    runner = JobRunner(server_url, token, worker_id)
+    queue = open_queue(Path(queue_path) if queue_path else None, redis_url, run_job=runner.run)
     log.info("worker %s serving %s from %s", worker_id, server_url, redis_url or queue_path)
     consumer = queue.huey.create_consumer(
         workers=1, worker_type="thread", periodic=False, initial_delay=0.05, backoff=1.5, max_delay=0.5

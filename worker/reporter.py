@@ -8,8 +8,10 @@ stop) for the loop to read after each step.
 import logging
 import threading
 import time
+from typing import Any
 
-from server.internal_protocol import Order, ProgressReport, WorkerEvent
+from contract.internal_api import Order, ProgressReport, WorkerEvent
+from contract.literals import EventLevel, EventType
 from worker.client import WorkerClient
 
 log = logging.getLogger("gxft.worker")
@@ -22,7 +24,7 @@ class ProgressReporter:
         self.interval = interval
         self.order: Order = "continue"
         self._events: list[WorkerEvent] = []
-        self._progress = {"trained_steps": 0, "total_steps": None, "trained_tokens": 0, "estimated_finish": None}
+        self._progress: dict[str, Any] = {"trained_steps": 0, "total_steps": None, "trained_tokens": 0, "estimated_finish": None}
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -37,13 +39,13 @@ class ProgressReporter:
         self._thread.join()
         self.flush()
 
-    def event(self, message: str, *, level: str = "info", type: str = "message", data=None) -> None:
+    def event(self, message: str, *, level: EventLevel = "info", type: EventType = "message", data: Any = None) -> None:
         with self._lock:
             self._events.append(
                 WorkerEvent(created_at=int(time.time()), message=message, level=level, type=type, data=data)
             )
 
-    def progress(self, **values) -> None:
+    def progress(self, **values: Any) -> None:
         with self._lock:
             self._progress.update(values)
 

@@ -9,40 +9,32 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import torch
 
-from server.internal_protocol import CheckpointReport, CompletionReport, FailureReport, JobSpec
+from contract.internal_api import CheckpointReport, CompletionReport, FailureReport, JobSpec, Order
+from modeling.loading import ModelLoadError, pick_device
 from worker.client import JobTaken, ServerRefused, WorkerClient
-from worker.data import DataError, write_metrics_csv
+from worker.data import DataError
 from worker.integrations import WandbRun, start_wandb
+from worker.metrics_csv import write_metrics_csv
+from worker.model_setup import GPURequired
 from worker.reporter import ProgressReporter
-from worker.trainer import RECIPES, GPURequired, ModelLoadError
+from worker.trainer import Trainer, TrainingResult
+from worker.training_run import ContinuedModel, TrainingRun
 
 log = logging.getLogger("gxft.worker")
-
-
-@dataclass
-class WorkerContext:
-    server_url: str
-    token: str
-    worker_id: str
-
-
-# Set once by `gxft worker` before its consumer starts (worker/main.py).
-context: WorkerContext | None = None
 
 
 class JobHooks:
     """What the training loop calls: progress to the reporter, checkpoints to the server."""
 
-    def __init__(self, client: WorkerClient, reporter: ProgressReporter, spec: JobSpec, wandb_run: WandbRun | None):
+    def __init__(self, client: WorkerClient, reporter: ProgressReporter, job_id: str, wandb_run: WandbRun | None):
         self.client = client
         self.reporter = reporter
-        self.spec = spec
+        self.job_id = job_id
         self.wandb_run = wandb_run
         self.started = time.time()
         self.first_step: int | None = None
@@ -66,21 +58,20 @@ class JobHooks:
             trained_steps=step, total_steps=total_steps, trained_tokens=trained_tokens, estimated_finish=eta
         )
 
-    def order(self) -> str:
+    def order(self) -> Order:
         return self.reporter.order
 
-    def save_checkpoint(self, step, metrics, weights_dir: Path, state_path: Path | None, final: bool,
-                        paused: bool) -> None:
-        job_id = self.spec.job_id
+    def save_checkpoint(self, step: int, metrics: dict[str, float], weights_dir: Path, state_path: Path | None,
+                        final: bool, paused: bool) -> None:
         self.reporter.flush()  # the metrics events come before the checkpoint event
         result_files = {
-            path.name: self.client.upload_file(job_id, path)
+            path.name: self.client.upload_result_file(self.job_id, path)
             for path in sorted(weights_dir.iterdir())
             if path.is_file() and path.name != "README.md"  # peft's model card, not weights
         }
-        state_blob = self.client.upload_blob(job_id, state_path) if state_path else None
+        state_blob = self.client.upload_state(self.job_id, state_path) if state_path else None
         checkpoint_metrics = {k: v for k, v in metrics.items() if k != "total_steps"}
-        self.client.add_checkpoint(job_id, CheckpointReport(
+        self.client.add_checkpoint(self.job_id, CheckpointReport(
             worker_id=self.client.worker_id, step_number=step, metrics=checkpoint_metrics,
             result_files=result_files, state_blob=state_blob, final=final, paused=paused,
         ))
@@ -103,18 +94,25 @@ def _failure(exc: BaseException) -> tuple[str, str, str | None]:
     return "training_failed", f"Training failed: {type(exc).__name__}: {exc}", None
 
 
-def run_claimed_job(job_id: str) -> None:
-    assert context is not None, "run_claimed_job runs inside `gxft worker`"
-    client = WorkerClient(context.server_url, context.token, context.worker_id)
-    try:
-        spec = client.claim(job_id)
-        if spec is None:
-            log.info("job %s is not queued any more; skipping it", job_id)
-            return
-        log.info("training job %s on %s", job_id, spec.base_model)
-        run_job(client, spec)
-    finally:
-        client.close()
+class JobRunner:
+    """Runs the jobs that the queue hands this worker (`run` is the queue's task), one at a time."""
+
+    def __init__(self, server_url: str, token: str, worker_id: str):
+        self.server_url = server_url
+        self.token = token
+        self.worker_id = worker_id
+
+    def run(self, job_id: str) -> None:
+        client = WorkerClient(self.server_url, self.token, self.worker_id)
+        try:
+            spec = client.claim(job_id)
+            if spec is None:
+                log.info("job %s is not queued any more; skipping it", job_id)
+                return
+            log.info("training job %s on %s", job_id, spec.base_model)
+            run_job(client, spec)
+        finally:
+            client.close()
 
 
 def run_job(client: WorkerClient, spec: JobSpec) -> None:
@@ -122,16 +120,16 @@ def run_job(client: WorkerClient, spec: JobSpec) -> None:
     try:
         with ProgressReporter(client, spec.job_id) as reporter:
             try:
-                outcome = _train(client, spec, reporter, workdir)
-                if outcome.status != "completed":
-                    log.info("job %s stopped: %s", spec.job_id, outcome.status)
+                result = _train(client, spec, reporter, workdir)
+                if result.status != "completed":
+                    log.info("job %s stopped: %s", spec.job_id, result.status)
                     return
                 reporter.flush()  # every step's events arrive before the job ends
                 csv_path = workdir / "step_metrics.csv"
-                write_metrics_csv(outcome.metric_rows, csv_path)
+                write_metrics_csv(result.metric_rows, csv_path)
                 client.complete(spec.job_id, CompletionReport(
-                    worker_id=client.worker_id, trained_tokens=outcome.trained_tokens,
-                    result_files={csv_path.name: client.upload_file(spec.job_id, csv_path)},
+                    worker_id=client.worker_id, trained_tokens=result.trained_tokens,
+                    result_files={csv_path.name: client.upload_result_file(spec.job_id, csv_path)},
                 ))
             except JobTaken:
                 log.info("job %s was taken from this worker; stopping", spec.job_id)
@@ -155,25 +153,37 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _train(client: WorkerClient, spec: JobSpec, reporter: ProgressReporter, workdir: Path):
+def _training_run(client: WorkerClient, spec: JobSpec, workdir: Path) -> TrainingRun:
+    """The job's files fetched into `workdir`, as the trainer's input."""
     train_path = client.download_file(spec.training_file, workdir / "train.jsonl")
     valid_path = client.download_file(spec.validation_file, workdir / "valid.jsonl") if spec.validation_file else None
-    starting_dir = None
+    continued = None
     if spec.starting_weights is not None:
-        starting_dir = workdir / "starting-weights"
-        starting_dir.mkdir()
+        folder = workdir / "starting-weights"
+        folder.mkdir()
         for filename, file_id in spec.starting_weights.files.items():
-            client.download_file(file_id, starting_dir / filename)
-    recipe = RECIPES[spec.method](spec, train_path, valid_path, workdir, starting_dir)
-    recipe.setup()
+            client.download_file(file_id, folder / filename)
+        continued = ContinuedModel(folder=folder, adapter=spec.starting_weights.adapter,
+                                   name=spec.starting_weights.model)
+    return TrainingRun(
+        method=spec.method, model_path=spec.model_path, model_name=spec.base_model, train_path=train_path,
+        valid_path=valid_path, data_format=spec.data_format, seed=spec.seed, settings=spec.settings,
+        workdir=workdir, device=pick_device(), continued=continued,
+    )
+
+
+def _train(client: WorkerClient, spec: JobSpec, reporter: ProgressReporter, workdir: Path) -> TrainingResult:
+    trainer = Trainer(_training_run(client, spec, workdir))
+    trainer.setup()
     if spec.resume is not None:
-        recipe.load_state(client.download_blob(spec.resume.state_blob, workdir / "resume.pt"))
-    reporter.progress(trained_steps=recipe.step, total_steps=recipe.total_steps, trained_tokens=recipe.trained_tokens)
+        trainer.load_state(client.download_state(spec.resume.state_blob, workdir / "resume.pt"))
+    reporter.progress(trained_steps=trainer.step, total_steps=trainer.total_steps,
+                      trained_tokens=trainer.trained_tokens)
     wandb_run, note = start_wandb(spec.integrations, spec.job_id, msgspec.to_builtins(spec.settings))
     if note:
         reporter.event(note, level="warn")
     try:
-        return recipe.train(JobHooks(client, reporter, spec, wandb_run))
+        return trainer.train(JobHooks(client, reporter, spec.job_id, wandb_run))
     finally:
         if wandb_run is not None:
             wandb_run.finish()

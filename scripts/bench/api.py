@@ -35,7 +35,7 @@ from scripts.bench.common import machine, print_table  # noqa: E402
 from server.config import DEFAULT_PROJECT, Settings  # noqa: E402
 from storage.database import Database  # noqa: E402
 from storage.jobs import JobRecord, JobRepository  # noqa: E402
-from storage.ids import new_id  # noqa: E402
+from contract.ids import new_id  # noqa: E402
 
 def fill(data_dir: Path, job_count: int, event_count: int) -> list[str]:
     data_dir.mkdir(parents=True)

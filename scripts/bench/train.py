@@ -52,17 +52,17 @@ ABLATIONS = {
 def ablate(name: str) -> None:
     import contextlib
 
-    from worker import attention, loss, trainer
+    from worker import attention, forward, loss, model_setup
 
     if name == "no_varlen":
         attention.available = lambda device, config: False
     elif name == "no_fused_loss":
         loss._output_head = lambda model: None
     elif name == "no_bf16_lora":
-        trainer.compute_in_input_dtype = lambda model: model
-        trainer.mixed_precision = lambda model: contextlib.nullcontext()
+        model_setup.compute_in_input_dtype = lambda model: model
+        forward.mixed_precision = lambda model: contextlib.nullcontext()
     elif name == "checkpointing":
-        trainer.ACTIVATION_BYTES = float("inf")
+        model_setup.ACTIVATION_BYTES = float("inf")
 
 
 def peak_memory_mib() -> float:
@@ -107,9 +107,10 @@ class Profile:
 
 def run_gxft(model_dir: str, data: Path, settings: dict[str, Any], packing: bool,
              profile: Path | None = None) -> dict[str, Any]:
-    from server.hyperparameters import TrainingSettings
-    from server.internal_protocol import JobSpec
-    from worker.trainer import SupervisedRecipe
+    from contract.training_settings import TrainingSettings
+    from modeling.loading import pick_device
+    from worker.trainer import Trainer
+    from worker.training_run import TrainingRun
 
     profiler = Profile(profile) if profile else None
 
@@ -127,26 +128,26 @@ def run_gxft(model_dir: str, data: Path, settings: dict[str, Any], packing: bool
         def save_checkpoint(self, *args, **kwargs) -> None:
             pass
 
-    spec = JobSpec(
-        job_id="bench", base_model="bench", model_path=model_dir, training_file="bench", validation_file=None,
-        data_format="chat", seed=settings["seed"],
-        settings=TrainingSettings(
-            n_epochs=1, batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-            learning_rate_multiplier=1.0, warmup_ratio=0.0, weight_decay=0.0, lora=True, lora_r=settings["lora_r"],
-            lora_alpha=settings["lora_alpha"], lora_dropout=0.0, packing=packing, max_grad_norm=1.0,
-            context_length=settings["context_length"],
-        ),
+    settings_used = TrainingSettings(
+        n_epochs=1, batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
+        learning_rate_multiplier=1.0, warmup_ratio=0.0, weight_decay=0.0, lora=True, lora_r=settings["lora_r"],
+        lora_alpha=settings["lora_alpha"], lora_dropout=0.0, packing=packing, max_grad_norm=1.0,
+        context_length=settings["context_length"],
     )
     with tempfile.TemporaryDirectory(prefix="gxft-bench-train-") as workdir:
-        recipe = SupervisedRecipe(spec, data, None, Path(workdir))
-        recipe.setup()
+        trainer = Trainer(TrainingRun(
+            method="supervised", model_path=model_dir, model_name="bench", train_path=data, valid_path=None,
+            data_format="chat", seed=settings["seed"], settings=settings_used, workdir=Path(workdir),
+            device=pick_device(),
+        ))
+        trainer.setup()
         timing = Timing()
         started = time.perf_counter()
-        outcome = recipe.train(timing)
+        result = trainer.train(timing)
         if profiler:
-            profiler.finish(recipe.step)
-    return {"seconds": timing.last_step - started, "tokens": outcome.trained_tokens, "steps": recipe.total_steps,
-            "final_loss": outcome.metric_rows[-1]["train_loss"], "peak_memory_mib": peak_memory_mib()}
+            profiler.finish(trainer.step)
+    return {"seconds": timing.last_step - started, "tokens": result.trained_tokens, "steps": trainer.total_steps,
+            "final_loss": result.metric_rows[-1]["train_loss"], "peak_memory_mib": peak_memory_mib()}
 
 
 def run_trl(model_dir: str, data: Path, settings: dict[str, Any]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ export function uploadFile(file, purpose, onProgress) {
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// Waits for a fine-tune file's validation; seed 004's "file not ready yet" never reaches the user.
+// Waits for a fine-tune file's validation, so that a "file not ready yet" error never reaches the user.
 export async function waitForProcessing(fileId, onStatus) {
   for (;;) {
     const file = await api("GET", `/files/${fileId}`);

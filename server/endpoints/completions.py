@@ -9,26 +9,26 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from server.openapi import operation
+from contract.ids import new_id
 from server.completions_protocol import (
     AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChatDelta, Completion, CompletionChoice, CompletionRequest, Usage,
+    ChatDelta, Completion, CompletionChoice, CompletionRequest, StreamOptions, Usage,
 )
+from server.decoding import decode_json
 from server.errors import invalid_request
-from server.requests import decode_json
+from server.openapi import operation
 from server.responses import MsgspecResponse
-from server.serving.engine import ChoiceDone, Event, Failed, Generation, GenerationRequest, Piece, Started
+from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, GenerationRequest, Piece, Started
 from server.serving.params import (
     chat_messages, chat_sampling, choice_count, completion_prompts, completion_sampling,
 )
 from server.services import project, services
-from storage.ids import new_id
 
 _encode = msgspec.json.Encoder().encode
 
 
-class Outcome:
-    """A generation's events, gathered."""
+class GatheredChoices:
+    """A generation's events, gathered into whole choices and a token count."""
 
     def __init__(self, choices: int):
         self.texts = [""] * choices
@@ -55,14 +55,14 @@ class Outcome:
                      total_tokens=self.prompt_tokens + self.completion_tokens)
 
 
-async def _gather(generation: Generation) -> Outcome:
-    outcome = Outcome(generation.choices)
+async def _gather(generation: Generation) -> GatheredChoices:
+    outcome = GatheredChoices(generation.choices)
     async for event in generation.events():
         outcome.take(event)
     return outcome
 
 
-def _include_usage(stream: bool | None, options) -> bool:
+def _include_usage(stream: bool | None, options: StreamOptions | None) -> bool:
     if options is not None and not stream:
         raise invalid_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                               param="stream_options")
@@ -92,7 +92,7 @@ def _data(payload: object) -> bytes:
 def _event_stream(generation: Generation, events: AsyncIterator[Event], chunks: Callable[[Event], list],
                   usage_chunk: Callable[[Usage], object] | None) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
-        outcome = Outcome(generation.choices)
+        outcome = GatheredChoices(generation.choices)
         try:
             async for event in events:
                 if isinstance(event, Failed):  # after the 200 went out: OpenAI's in-stream error

@@ -1,4 +1,4 @@
-"""`/`: the web dashboard (seed 004's fine-tuning interface), static files calling the same `/v1` API.
+"""`/`: the web dashboard, a fine-tuning page served as static files that call the same `/v1` API.
 
 Plain HTML, CSS and ES modules in `server/dashboard/`, with no build step. The page asks for the API
 key once and keeps it in the browser; the server serves the files without one.

@@ -1,71 +1,23 @@
 """`/v1/fine_tuning/jobs`: create, list, retrieve, cancel, pause and resume jobs; their events and checkpoints."""
 
-import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
+from server.decoding import decode_json, decode_query
+from server.errors import checkpoint_not_found, job_not_found
 from server.openapi import operation
-from server.errors import APIError
-from server.job_lifecycle import job_not_found, public_hyperparameters
 from server.pagination import after_cursor, list_page
+from server.presenters import checkpoint_object, event_object, job_object
 from server.protocol import (
     CheckpointListQuery, CreateFineTuningJobRequest, EventListQuery, FineTuningJob, FineTuningJobCheckpoint,
-    FineTuningJobEvent, Integration, JobError, JobListQuery, ListPage,
+    FineTuningJobEvent, JobListQuery, ListPage,
 )
-from server.requests import decode_json, decode_query
 from server.responses import MsgspecResponse
 from server.services import project, services
-from storage.jobs import CheckpointRecord, EventRecord, JobRecord
+from storage.jobs import JobRecord
 
 
-def job_object(job: JobRecord) -> FineTuningJob:
-    hyperparameters = public_hyperparameters(job)
-    return FineTuningJob(
-        id=job.id,
-        created_at=job.created_at,
-        error=JobError(**job.error) if job.error else None,
-        fine_tuned_model=job.fine_tuned_model,
-        finished_at=job.finished_at,
-        hyperparameters=hyperparameters,
-        model=job.model,
-        organization_id=f"org-{job.project}",
-        result_files=job.result_files,
-        seed=job.seed,
-        status=job.status,  # type: ignore[arg-type]
-        trained_tokens=job.trained_tokens,
-        training_file=job.training_file,
-        validation_file=job.validation_file,
-        estimated_finish=job.estimated_finish,
-        integrations=msgspec.convert(job.integrations, list[Integration]),
-        metadata=job.metadata,
-        method={"type": job.method_type, job.method_type: {"hyperparameters": hyperparameters}},
-        user_provided_suffix=job.suffix,
-        trained_steps=job.trained_steps,
-        total_steps=job.total_steps,
-        from_checkpoint={"type": "ft"} if job.parent_checkpoint else None,
-    )
-
-
-def event_object(event: EventRecord) -> FineTuningJobEvent:
-    return FineTuningJobEvent(
-        id=event.id, created_at=event.created_at, level=event.level,  # type: ignore[arg-type]
-        message=event.message, type=event.type, data=event.data,  # type: ignore[arg-type]
-    )
-
-
-def checkpoint_object(checkpoint: CheckpointRecord) -> FineTuningJobCheckpoint:
-    return FineTuningJobCheckpoint(
-        id=checkpoint.id,
-        created_at=checkpoint.created_at,
-        fine_tuned_model_checkpoint=checkpoint.fine_tuned_model_checkpoint,
-        fine_tuning_job_id=checkpoint.job_id,
-        step_number=checkpoint.step_number,
-        metrics=checkpoint.metrics,
-        result_files=checkpoint.result_files,
-    )
-
-
-def _owned_job(request: Request) -> JobRecord:
+def _project_job(request: Request) -> JobRecord:
     job_id = request.path_params["job_id"]
     job = services(request).jobs.get(job_id, project(request))
     if job is None:
@@ -76,7 +28,7 @@ def _owned_job(request: Request) -> JobRecord:
 @operation("Create a fine-tuning job", body=CreateFineTuningJobRequest, response=FineTuningJob)
 async def create_job(request: Request) -> MsgspecResponse:
     body = await decode_json(request, CreateFineTuningJobRequest)
-    job = services(request).lifecycle.create(project(request), body)
+    job = services(request).admission.admit(project(request), body)
     return MsgspecResponse(job_object(job))
 
 
@@ -93,27 +45,27 @@ async def list_jobs(request: Request) -> MsgspecResponse:
 
 @operation("Retrieve a fine-tuning job", response=FineTuningJob)
 async def retrieve_job(request: Request) -> MsgspecResponse:
-    return MsgspecResponse(job_object(_owned_job(request)))
+    return MsgspecResponse(job_object(_project_job(request)))
 
 
 @operation("Cancel a fine-tuning job", response=FineTuningJob)
 async def cancel_job(request: Request) -> MsgspecResponse:
-    return MsgspecResponse(job_object(services(request).lifecycle.cancel(_owned_job(request))))
+    return MsgspecResponse(job_object(services(request).transitions.cancel(_project_job(request))))
 
 
 @operation("Pause a running fine-tuning job at its next step", response=FineTuningJob)
 async def pause_job(request: Request) -> MsgspecResponse:
-    return MsgspecResponse(job_object(services(request).lifecycle.pause(_owned_job(request))))
+    return MsgspecResponse(job_object(services(request).transitions.pause(_project_job(request))))
 
 
 @operation("Resume a paused fine-tuning job", response=FineTuningJob)
 async def resume_job(request: Request) -> MsgspecResponse:
-    return MsgspecResponse(job_object(services(request).lifecycle.resume(_owned_job(request))))
+    return MsgspecResponse(job_object(services(request).transitions.resume(_project_job(request))))
 
 
 @operation("List a job's events", query=EventListQuery, response=ListPage[FineTuningJobEvent])
 async def list_events(request: Request) -> MsgspecResponse:
-    job = _owned_job(request)
+    job = _project_job(request)
     svc = services(request)
     query = decode_query(request, EventListQuery)
     after = after_cursor(query.after, lambda event_id: svc.jobs.event_cursor_seq(job.id, event_id))
@@ -123,7 +75,7 @@ async def list_events(request: Request) -> MsgspecResponse:
 
 @operation("List a job's checkpoints", query=CheckpointListQuery, response=ListPage[FineTuningJobCheckpoint])
 async def list_checkpoints(request: Request) -> MsgspecResponse:
-    job = _owned_job(request)
+    job = _project_job(request)
     svc = services(request)
     query = decode_query(request, CheckpointListQuery)
     after = after_cursor(query.after, lambda checkpoint_id: svc.jobs.checkpoint_cursor_seq(job.id, checkpoint_id))
@@ -133,11 +85,11 @@ async def list_checkpoints(request: Request) -> MsgspecResponse:
 
 @operation("Retrieve a checkpoint", response=FineTuningJobCheckpoint)
 async def retrieve_checkpoint(request: Request) -> MsgspecResponse:
-    job = _owned_job(request)
+    job = _project_job(request)
     checkpoint_id = request.path_params["checkpoint_id"]
     checkpoint = services(request).jobs.get_checkpoint(job.id, checkpoint_id)
     if checkpoint is None:
-        raise APIError(404, f"No such checkpoint: {checkpoint_id}", param="checkpoint_id")
+        raise checkpoint_not_found(checkpoint_id)
     return MsgspecResponse(checkpoint_object(checkpoint))
 
 

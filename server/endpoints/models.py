@@ -8,10 +8,10 @@ import asyncio
 from starlette.requests import Request
 from starlette.routing import Route
 
+from server.decoding import decode_json
 from server.openapi import operation
-from server.endpoints.files import file_object
+from server.presenters import file_object
 from server.protocol import DeletedObject, ExportModelRequest, Model, ModelExport, ModelList
-from server.requests import decode_json
 from server.responses import MsgspecResponse
 from server.serving.export import export_format, merged_files
 from server.services import project, services
@@ -42,12 +42,13 @@ async def export_model(request: Request) -> MsgspecResponse:
     body = await decode_json(request, ExportModelRequest, empty=ExportModelRequest())
     served = svc.catalog.get(project(request), request.path_params["model"])
     export = export_format(served, body.format)
+    assert served.weights is not None  # export_format refuses base models
     if export == "merged" and served.weights.kind == "adapter":
-        records = await asyncio.to_thread(merged_files, served, project(request), svc.files, svc.blobs)
+        records = await asyncio.to_thread(merged_files, served, project(request), svc.files)
     else:  # the checkpoint's own files already are the export
         records = [record for file_id in served.weights.file_ids if (record := svc.files.get_live(file_id))]
     return MsgspecResponse(ModelExport(
-        model=served.name, format=export, files=[file_object(record) for record in records],  # type: ignore[arg-type]
+        model=served.name, format=export, files=[file_object(record) for record in records],
     ))
 
 

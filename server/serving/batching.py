@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Iterator
 
 from server.errors import APIError
-from server.serving.engine import ChoiceDone, Failed, Generation, Piece, Started
+from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, Piece, Started
 from server.serving.generation import BASE_ADAPTER, Row, Sampler, budget, end_of_turn_ids, generate
 from server.serving.model_cache import LoadedModel, ModelCache, Placement
 from server.serving.text import TextAssembler
@@ -112,8 +112,11 @@ class BatchRunner:
 
     @staticmethod
     def _deliver(step: list[tuple[Row, str]]) -> None:
-        by_owner: dict[Generation, list] = defaultdict(list)
+        by_owner: dict[Generation, list[Event]] = defaultdict(list)
         for row, piece in step:
+            if row.owner.cancelled:  # its client went away: nothing more to generate or send
+                row.finish_reason = row.finish_reason or "cancelled"
+                continue
             events = by_owner[row.owner]
             if piece:
                 events.append(Piece(row.choice, piece))

@@ -8,17 +8,18 @@ peft load them as they are. A merged export folds the adapter into a fresh copy 
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
+from typing import Literal
 
 from server.errors import invalid_request
+from server.files.store import FileStore
 from server.model_catalog import ServedModel, WeightsFolder
-from storage.blobs import BlobStore
-from storage.files import FileRecord, FileRepository
-from storage.ids import new_id
+from storage.files import FileRecord
+
+ExportFormat = Literal["adapter", "merged"]
 
 
-def export_format(served: ServedModel, requested: str | None) -> str:
+def export_format(served: ServedModel, requested: ExportFormat | None) -> ExportFormat:
     if served.weights is None:
         raise invalid_request(
             f"{served.name} is a base model; only fine-tuned models can be exported.", param="model"
@@ -33,11 +34,16 @@ def export_format(served: ServedModel, requested: str | None) -> str:
 
 def merge_adapter(served: ServedModel, out_dir: Path) -> list[Path]:
     """Runs in a thread: loading and merging take seconds to minutes, with the weights in memory."""
+    import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from modeling.loading import load_model
+
+    assert served.weights is not None
     base = served.base
-    model = AutoModelForCausalLM.from_pretrained(base.path)
+    # In float32 on the CPU, whatever serves the model: the merged weights are a copy to keep.
+    model = load_model(base.path, torch.device("cpu"), base.id, dtype=torch.float32)
     with WeightsFolder(served.name, served.weights) as folder:
         merged = PeftModel.from_pretrained(model, folder).merge_and_unload()
     merged.save_pretrained(out_dir)
@@ -45,22 +51,9 @@ def merge_adapter(served: ServedModel, out_dir: Path) -> list[Path]:
     return sorted(path for path in out_dir.iterdir() if path.is_file())
 
 
-def store_files(paths: list[Path], project: str, files: FileRepository, blobs: BlobStore) -> list[FileRecord]:
-    records = []
-    for path in paths:
-        file_id = new_id("file-")
-        size = path.stat().st_size
-        blobs.adopt(file_id, path)
-        record = FileRecord(id=file_id, project=project, filename=path.name, purpose="fine-tune-results",
-                            bytes=size, created_at=int(time.time()), status="processed")
-        files.insert(record)
-        records.append(record)
-    return records
-
-
-def merged_files(served: ServedModel, project: str, files: FileRepository, blobs: BlobStore) -> list[FileRecord]:
-    out_dir = Path(tempfile.mkdtemp(prefix="export-", dir=blobs.temp_dir))
+def merged_files(served: ServedModel, project: str, files: FileStore) -> list[FileRecord]:
+    out_dir = Path(tempfile.mkdtemp(prefix="export-", dir=files.blobs.temp_dir))
     try:
-        return store_files(merge_adapter(served, out_dir), project, files, blobs)
+        return files.adopt_paths(project, merge_adapter(served, out_dir))
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)

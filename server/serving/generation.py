@@ -9,11 +9,12 @@ mixed-batch forward (`adapter_names`) applies each row's adapter, "__base__" for
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from server.errors import invalid_request
+from server.serving.generation_request import Generation
 from server.serving.params import SamplingParams
 from server.serving.text import TextAssembler
 
@@ -58,7 +59,7 @@ class Sampler:
 class Row:
     """One choice of one request."""
 
-    owner: Any  # the request's handle; `emit(choice, event)` receives this row's output
+    owner: Generation  # the request this row answers
     choice: int
     prompt_ids: list[int]
     adapter: str
@@ -128,24 +129,20 @@ def _left_pad(rows: list[Row], pad_id: int, device: torch.device) -> tuple[torch
 @torch.inference_mode()
 def generate(model, rows: list[Row], pad_id: int, device: torch.device, mixed_adapters: bool,
              on_step: Callable[[list[tuple[Row, str]]], None]) -> None:
-    """Run `rows` to their ends. After each step, `on_step` gets each live row with its new text."""
+    """Run `rows` to their ends. After each step, `on_step` gets each live row with its new text; a row it
+    gives a `finish_reason` ends there."""
     input_ids, mask = _left_pad(rows, pad_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = None
     live = list(rows)
     while live:
         extra = {"adapter_names": [row.adapter for row in live]} if mixed_adapters else {}
-        output = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        output = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
                        use_cache=True, logits_to_keep=1, **extra)
-        cache = output.past_key_values
+        cache = output.cache
         logits = output.logits[:, -1, :].float()
-        step = []
-        for index, row in enumerate(live):
-            if getattr(row.owner, "cancelled", False):
-                row.finish_reason = "cancelled"
-                continue
-            step.append((row, row.accept(row.sampler.pick(logits[index], row.generated))))
-        on_step(step)
+        step = [(row, row.accept(row.sampler.pick(logits[index], row.generated))) for index, row in enumerate(live)]
+        on_step(step)  # which may end rows too: those of a request whose client went away
         keep = [index for index, row in enumerate(live) if row.finish_reason is None]
         if not keep:
             return

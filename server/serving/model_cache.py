@@ -12,8 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from modeling.loading import ModelLoadError, load_model, load_tokenizer, pick_device
 from server.errors import APIError
 from server.model_catalog import ServedModel, WeightsFolder
 from server.serving.generation import BASE_ADAPTER
@@ -42,23 +42,13 @@ class Placement:
     adapter: str
 
 
-def serving_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
 def _load(path: str, name: str) -> LoadedModel:
-    device = serving_device()
-    dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    device = pick_device()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
-    except Exception as exc:
-        raise APIError(
-            500, f"The model {name!r} could not be loaded from {path}: {exc}", type="server_error",
-            code="model_load_failed",
-        ) from exc
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        tokenizer = load_tokenizer(path, name)
+        model = load_model(path, device, name).eval()
+    except ModelLoadError as exc:
+        raise APIError(500, str(exc), type="server_error", code="model_load_failed") from exc
     return LoadedModel(model=model, tokenizer=tokenizer, device=device)
 
 

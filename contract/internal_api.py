@@ -4,7 +4,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from server.hyperparameters import TrainingSettings
+from contract.literals import DataFormat, EventLevel, EventType, Method
+from contract.training_settings import TrainingSettings
 
 
 class ClaimRequest(msgspec.Struct):
@@ -29,12 +30,12 @@ class JobSpec(msgspec.Struct, kw_only=True):
     """What a worker needs to train a job, handed over when it claims the job."""
 
     job_id: str
-    method: Literal["supervised", "dpo"] = "supervised"
+    method: Method = "supervised"
     base_model: str
     model_path: str
     training_file: str
     validation_file: str | None
-    data_format: str
+    data_format: DataFormat
     seed: int
     settings: TrainingSettings
     starting_weights: StartingWeights | None = None
@@ -53,8 +54,8 @@ class WorkerHeartbeat(msgspec.Struct, kw_only=True):
 class WorkerEvent(msgspec.Struct, kw_only=True):
     created_at: int
     message: str
-    level: Literal["info", "warn", "error"] = "info"
-    type: Literal["message", "metrics"] = "message"
+    level: EventLevel = "info"
+    type: EventType = "message"
     data: Any = None
 
 

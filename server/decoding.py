@@ -26,7 +26,7 @@ async def read_body(request: Request, limit: int = MAX_JSON_BODY_BYTES) -> bytes
     return b"".join(chunks)
 
 
-def _field_path(error: msgspec.ValidationError) -> str | None:
+def field_path(error: msgspec.ValidationError) -> str | None:
     # msgspec ends its messages with "- at `$.a.b[0]`"; OpenAI's `param` names the field.
     message = str(error)
     marker = "- at `$."
@@ -53,7 +53,7 @@ async def decode_json(request: Request, body_type: type[T], empty: T | None = No
     try:
         return msgspec.convert(raw, body_type)
     except msgspec.ValidationError as exc:
-        raise invalid_request(f"Invalid request body: {exc}", param=_field_path(exc)) from None
+        raise invalid_request(f"Invalid request body: {exc}", param=field_path(exc)) from None
 
 
 def decode_query(request: Request, query_type: type[T]) -> T:
@@ -68,10 +68,6 @@ def decode_query(request: Request, query_type: type[T]) -> T:
     try:
         return msgspec.convert(raw, query_type, strict=False)
     except msgspec.ValidationError as exc:
-        param = _field_path(exc)
+        param = field_path(exc)
         message = str(exc).split(" - at `", 1)[0]
         raise invalid_request(f"Invalid query parameter {param!r}: {message}.", param=param) from None
-
-
-def to_builtins(obj: Any) -> Any:
-    return msgspec.to_builtins(obj)

@@ -10,17 +10,17 @@ refuses it as a training file. Files left `uploaded` by a restart are validated 
 import asyncio
 import logging
 
-from server.training_data import validate_file
-from storage.blobs import BlobStore
-from storage.files import FileRecord, FileRepository
+from contract.data_formats import validate_file
+from contract.literals import FileStatus
+from server.files.store import FileStore
+from storage.files import FileRecord
 
 log = logging.getLogger("gxft.files")
 
 
-class FileProcessor:
-    def __init__(self, files: FileRepository, blobs: BlobStore, min_examples: int, concurrency: int = 2):
+class FileValidator:
+    def __init__(self, files: FileStore, min_examples: int, concurrency: int = 2):
         self.files = files
-        self.blobs = blobs
         self.min_examples = min_examples
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
@@ -31,21 +31,21 @@ class FileProcessor:
         task.add_done_callback(self._tasks.discard)
 
     def resume_pending(self) -> None:
-        for record in self.files.awaiting_validation():
+        for record in self.files.records.awaiting_validation():
             self.submit(record)
 
     async def _validate(self, record: FileRecord) -> None:
         async with self._slots:
             try:
-                report = await asyncio.to_thread(validate_file, self.blobs.path(record.id))
+                report = await asyncio.to_thread(validate_file, self.files.content_path(record.id))
             except OSError as exc:
                 log.warning("validation of %s could not read its blob: %s", record.id, exc)
-                self.files.set_validation_result(record.id, "error", "the file could not be read", None, None)
+                self.files.records.set_validation_result(record.id, "error", "the file could not be read", None, None)
                 return
-        status = "processed" if report.ok else "error"
+        status: FileStatus = "processed" if report.ok else "error"
         # A small file is fine as a validation file; say why it cannot be a training file.
         details = report.too_few_examples(self.min_examples) if report.ok else report.summary()
-        self.files.set_validation_result(record.id, status, details, report.data_format, report.example_count)
+        self.files.records.set_validation_result(record.id, status, details, report.data_format, report.example_count)
 
     async def close(self) -> None:
         for task in list(self._tasks):

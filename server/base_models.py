@@ -9,6 +9,8 @@ from pathlib import Path
 
 import msgspec
 
+from contract.literals import Method
+
 DEFAULT_PROFILE = "default"
 
 
@@ -16,7 +18,7 @@ class BaseModel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: str
     path: str
     context_length: int = 2048
-    methods: list[str] = msgspec.field(default_factory=lambda: ["supervised", "dpo"])
+    methods: list[Method] = msgspec.field(default_factory=lambda: ["supervised", "dpo"])
     learning_rate: dict[str, float] = msgspec.field(default_factory=lambda: {"lora": 2e-4, "full": 2e-5})
     aliases: list[str] = []
     created: int = 0
@@ -35,7 +37,7 @@ class RegistryError(Exception):
     pass
 
 
-class ModelRegistry:
+class BaseModelRegistry:
     def __init__(self, models: list[BaseModel], aliases: dict[str, str] | None = None):
         self._models = {model.id: model for model in models}
         self._aliases: dict[str, str] = {}
@@ -49,7 +51,7 @@ class ModelRegistry:
             raise RegistryError(f"{', '.join(sorted(clash))} is both a model id and an alias.")
 
     @classmethod
-    def load(cls, path: Path, profile: str = DEFAULT_PROFILE) -> "ModelRegistry":
+    def load(cls, path: Path, profile: str = DEFAULT_PROFILE) -> "BaseModelRegistry":
         try:
             registry = msgspec.convert(tomllib.loads(path.read_text()), RegistryFile)
         except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
@@ -73,9 +75,3 @@ class ModelRegistry:
     def names(self) -> list[str]:
         """Every name a model answers to: ids first, then aliases."""
         return [*self._models, *self._aliases]
-
-    def ids(self) -> list[str]:
-        return list(self._models)
-
-    def all(self) -> list[BaseModel]:
-        return list(self._models.values())

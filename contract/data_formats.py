@@ -1,7 +1,7 @@
 """Training-data formats: detection and validation of JSONL files, line by line.
 
-One validator serves the server (after each `fine-tune` upload), `gxft validate` and
-`scripts/validate_jsonl.py`, so all three report the same line-numbered problems.
+One validator serves the server (after each `fine-tune` upload), the worker (as it reads a job's
+files), `gxft validate` and `scripts/validate_jsonl.py`, so all report the same line-numbered problems.
 
 Formats, detected from each line's keys:
 - `chat`: `{"messages": [...], "tools"?: [...]}` (roles system/user/assistant/tool)
@@ -16,7 +16,18 @@ from typing import Any, BinaryIO, Iterator
 
 import msgspec
 
-FORMATS = ("chat", "preference", "prompt_completion", "alpaca", "text")
+from contract.literals import DataFormat, Method
+
+# The formats each method trains on, and how to say so in an error.
+METHOD_FORMATS: dict[Method, tuple[DataFormat, ...]] = {
+    "supervised": ("chat", "prompt_completion", "text", "alpaca"),
+    "dpo": ("preference",),
+}
+METHOD_FORMATS_TEXT: dict[Method, str] = {
+    "supervised": "chat, prompt/completion, text or alpaca files",
+    "dpo": 'preference files (each line {"input": {"messages": [...]}, "preferred_output": [...], '
+           '"non_preferred_output": [...]})',
+}
 ROLES = ("system", "user", "assistant", "tool")
 MAX_REPORTED_PROBLEMS = 5
 # One example far larger than any context: refused without reading the whole line into memory.
@@ -27,8 +38,15 @@ class Invalid(Exception):
     """One problem with one example; the message reads well after `line N: `."""
 
 
+def too_few_examples(count: int, min_examples: int) -> str | None:
+    """The training-file minimum; validation files may be smaller, so this is not a format problem."""
+    if count < min_examples:
+        return f"the file has {count} example(s), but a training file must have at least {min_examples}"
+    return None
+
+
 class ValidationReport(msgspec.Struct):
-    data_format: str | None
+    data_format: DataFormat | None
     example_count: int
     problems: list[str]
 
@@ -40,13 +58,10 @@ class ValidationReport(msgspec.Struct):
         return "; ".join(self.problems)
 
     def too_few_examples(self, min_examples: int) -> str | None:
-        """The training-file minimum; validation files may be smaller, so this is not a format problem."""
-        if self.example_count < min_examples:
-            return f"the file has {self.example_count} example(s), but a training file must have at least {min_examples}"
-        return None
+        return too_few_examples(self.example_count, min_examples)
 
 
-def detect_format(example: dict[str, Any]) -> str:
+def detect_format(example: dict[str, Any]) -> DataFormat:
     if "messages" in example:
         return "chat"
     if "preferred_output" in example or "non_preferred_output" in example:
@@ -153,7 +168,7 @@ def _check_single_assistant(output: Any, key: str) -> None:
     _check_content(message.get("content"), f"{key}[0].content")
 
 
-def check_example(example: dict[str, Any], data_format: str) -> None:
+def check_example(example: dict[str, Any], data_format: DataFormat) -> None:
     if data_format == "chat":
         check_messages(example["messages"])
         if "tools" in example:
@@ -177,7 +192,7 @@ def check_example(example: dict[str, Any], data_format: str) -> None:
         _require_string(example.get("text"), '"text"')
 
 
-_FORMAT_NAMES = {
+_FORMAT_NAMES: dict[DataFormat, str] = {
     "chat": "chat",
     "preference": "preference",
     "prompt_completion": "prompt/completion",
@@ -226,7 +241,7 @@ def iter_examples(stream: BinaryIO) -> Iterator[tuple[int, dict[str, Any] | Inva
 
 
 def validate_stream(stream: BinaryIO) -> ValidationReport:
-    data_format: str | None = None
+    data_format: DataFormat | None = None
     first_format_line = 0
     count = 0
     problems: list[str] = []

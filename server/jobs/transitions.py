@@ -1,0 +1,239 @@
+"""Every change of a job's status, each one a guarded update: the row changes only while the job is in a
+status the change starts from (and, for what a worker reports, while that worker still holds the
+job), and the row count says whether it did. Of two racing changes, say a cancel and a completion,
+or two workers claiming one job, exactly one happens.
+
+    create ──▶ queued ──claim──▶ running ──complete──▶ succeeded
+                ▲  ▲              │  │  │
+                │  └─lease expires┘  │  └────fail───▶ failed
+                │                  pause
+                └──resume── paused ◀─┘            and from any status but the last three: cancel ──▶ cancelled
+
+| change   | from                                      | to        | by                            |
+|----------|-------------------------------------------|-----------|-------------------------------|
+| claim    | queued                                    | running   | a worker                      |
+| complete | running, paused                           | succeeded | the worker holding the job    |
+| fail     | queued, running, paused                   | failed    | that worker, or a failed claim |
+| requeue  | running                                   | queued    | the lease watch               |
+| pause    | queued, running                           | paused    | the user                      |
+| resume   | paused                                    | queued    | the user                      |
+| cancel   | validating_files, queued, running, paused | cancelled | the user                      |
+
+A worker holds a lease on its running job, renewed by every report; a job whose worker goes silent
+is queued again and the next worker resumes it from its last checkpoint. The user's orders for a
+running job travel to its worker in the answer to its next report: a paused job keeps its worker
+until the worker has saved a pause checkpoint (which is why a paused job may still complete, when
+the pause came during its last step, or fail while saving), and a cancelled job's worker lets go
+when it hears the order.
+"""
+
+import logging
+import time
+from typing import Any
+
+from contract.internal_api import CheckpointReport, CompletionReport, FailureReport, JobSpec, Order, ProgressReport
+from contract.job_queue import JobQueue
+from contract.literals import JobStatus
+from server.base_models import BaseModelRegistry
+from server.config import Settings
+from server.errors import invalid_request, job_not_held
+from server.files.store import FileStore
+from server.jobs.job_spec import CannotTrain, job_spec
+from server.jobs.results import JobResults
+from storage.jobs import CheckpointRecord, JobRecord, JobRepository
+
+log = logging.getLogger("gxft.jobs")
+
+# change → (the statuses it starts from, the status it leads to), as in the table above.
+TRANSITIONS: dict[str, tuple[tuple[JobStatus, ...], JobStatus]] = {
+    "claim": (("queued",), "running"),
+    "complete": (("running", "paused"), "succeeded"),
+    "fail": (("queued", "running", "paused"), "failed"),
+    "requeue": (("running",), "queued"),
+    "pause": (("queued", "running"), "paused"),
+    "resume": (("paused",), "queued"),
+    "cancel": (("validating_files", "queued", "running", "paused"), "cancelled"),
+}
+# What a worker may still report on: a paused job's worker is saving its pause checkpoint.
+HELD_STATUSES: tuple[JobStatus, ...] = ("running", "paused")
+
+
+class JobTransitions:
+    def __init__(self, settings: Settings, jobs: JobRepository, files: FileStore, registry: BaseModelRegistry,
+                 queue: JobQueue, results: JobResults):
+        self.settings = settings
+        self.jobs = jobs
+        self.files = files
+        self.registry = registry
+        self.queue = queue
+        self.results = results
+
+    def _change(self, job_id: str, change: str, *, held_by: str | None = None, if_unheld: bool = False,
+                **columns: Any) -> bool:
+        sources, target = TRANSITIONS[change]
+        return self.jobs.update(job_id, if_status=sources, held_by=held_by, if_unheld=if_unheld, status=target,
+                                **columns)
+
+    def _current(self, job_id: str) -> JobRecord:
+        job = self.jobs.get(job_id)
+        assert job is not None, "jobs are never removed"
+        return job
+
+    # The user's orders
+
+    def cancel(self, job: JobRecord) -> JobRecord:
+        with self.jobs.db.transaction():
+            # The worker keeps the job until it hears the order (`report`).
+            if not self._change(job.id, "cancel", estimated_finish=None):
+                status = self._current(job.id).status
+                raise invalid_request(f"Job {job.id} has already {status}; it cannot be cancelled.", param="id")
+            self.jobs.add_event(job.id, "The job was cancelled", data={})
+        self.results.drop_leftovers(job.id)
+        return self._current(job.id)
+
+    def pause(self, job: JobRecord) -> JobRecord:
+        with self.jobs.db.transaction():
+            running = self._current(job.id).status == "running"
+            if not self._change(job.id, "pause", estimated_finish=None):
+                status = self._current(job.id).status
+                raise invalid_request(f"Job {job.id} is {status}; only a queued or running job can be paused.",
+                                      param="id")
+            self.jobs.add_event(job.id, "Pausing the job" if running else "The job was paused", data={})
+        return self._current(job.id)
+
+    def resume(self, job: JobRecord) -> JobRecord:
+        with self.jobs.db.transaction():
+            if not self._change(job.id, "resume", if_unheld=True):
+                current = self._current(job.id)
+                if current.status == "paused":
+                    raise invalid_request(
+                        f"Job {job.id} is still saving its pause checkpoint; resume it in a few seconds.", param="id"
+                    )
+                raise invalid_request(f"Job {job.id} is {current.status}; only a paused job can be resumed.",
+                                      param="id")
+            self.jobs.add_event(job.id, "The job was resumed and is queued", data={})
+        self.queue.enqueue(job.id)
+        return self._current(job.id)
+
+    # What workers report
+
+    def claim(self, job_id: str, worker_id: str) -> JobSpec | None:
+        """The job for `worker_id`, or None when it is not queued (another worker has it, or it ended)."""
+        job = self.jobs.get(job_id)
+        if job is None or job.status != "queued":
+            return None
+        try:
+            spec = job_spec(job, self.registry, self.files, self.results)
+        except CannotTrain as refusal:
+            self._fail(job.id, refusal.code, refusal.message, refusal.param)
+            return None
+        with self.jobs.db.transaction():
+            claimed = self._change(
+                job.id, "claim", worker_id=worker_id, lease_expires_at=time.time() + self.settings.lease_seconds,
+                resolved=spec.settings,
+            )
+            if not claimed:
+                return None
+            if spec.resume is None:
+                self.jobs.add_event(job.id, "Fine-tuning job started", data=None)
+            else:
+                self.jobs.add_event(job.id, f"Fine-tuning job resumed from step {spec.resume.step_number}", data=None)
+        return spec
+
+    def held_job(self, job_id: str, worker_id: str) -> JobRecord:
+        """The job, while `worker_id` holds it and it is running or saving its pause checkpoint."""
+        job = self.jobs.get(job_id)
+        if job is None or job.worker_id != worker_id or job.status not in HELD_STATUSES:
+            raise job_not_held(job_id)
+        return job
+
+    def report(self, job_id: str, report: ProgressReport) -> Order:
+        """Progress from the worker (which renews its lease); answers the user's latest order."""
+        with self.jobs.db.transaction():
+            job = self.jobs.get(job_id)
+            if job is None or not self.jobs.update(
+                job.id, held_by=report.worker_id,
+                trained_steps=report.trained_steps, total_steps=report.total_steps,
+                trained_tokens=report.trained_tokens,
+                estimated_finish=report.estimated_finish if job.status == "running" else None,
+                lease_expires_at=time.time() + self.settings.lease_seconds,
+            ):
+                return "stop"
+            for event in report.events:
+                self.jobs.add_event(job.id, event.message, level=event.level, type=event.type, data=event.data,
+                                    created_at=event.created_at)
+            if job.status == "cancelled":  # the worker has heard the order: it lets go
+                self.jobs.update(job.id, held_by=report.worker_id, worker_id=None, lease_expires_at=None)
+        return {"running": "continue", "paused": "pause", "cancelled": "cancel"}.get(job.status, "stop")
+
+    def add_checkpoint(self, job_id: str, report: CheckpointReport) -> CheckpointRecord:
+        with self.jobs.db.transaction():
+            job = self.held_job(job_id, report.worker_id)
+            checkpoint = self.results.record_checkpoint(job, report)
+            if report.paused:  # the pause checkpoint is saved: the worker lets go of the job
+                self.jobs.update(job.id, if_status=("paused",), held_by=report.worker_id, worker_id=None,
+                                 lease_expires_at=None)
+                self.jobs.add_event(job.id, f"The job was paused at step {report.step_number}", data={})
+        self.results.prune(job.id)
+        return checkpoint
+
+    def complete(self, job_id: str, report: CompletionReport) -> JobRecord:
+        with self.jobs.db.transaction():
+            job = self.held_job(job_id, report.worker_id)
+            name = self.results.fine_tuned_model_name(job, job.model_name_id)
+            if not self._change(
+                job.id, "complete", held_by=report.worker_id, finished_at=int(time.time()), fine_tuned_model=name,
+                trained_tokens=report.trained_tokens, estimated_finish=None, worker_id=None, lease_expires_at=None,
+            ):
+                raise job_not_held(job.id)
+            self.jobs.update(job.id, result_files=self.results.adopt(job, report.result_files))
+            self.jobs.add_event(job.id, f"New fine-tuned model created: {name}", data={})
+            self.jobs.add_event(job.id, "The job has successfully completed", data={})
+        self.results.drop_leftovers(job.id)
+        return self._current(job.id)
+
+    def fail(self, job_id: str, report: FailureReport) -> JobRecord:
+        self.held_job(job_id, report.worker_id)
+        if not self._fail(job_id, report.code, report.message, report.param, held_by=report.worker_id):
+            raise job_not_held(job_id)
+        return self._current(job_id)
+
+    def _fail(self, job_id: str, code: str, message: str, param: str | None, held_by: str | None = None) -> bool:
+        with self.jobs.db.transaction():
+            failed = self._change(
+                job_id, "fail", held_by=held_by, error={"code": code, "message": message, "param": param},
+                estimated_finish=None, worker_id=None, lease_expires_at=None,
+            )
+            if failed:
+                self.jobs.add_event(job_id, f"The job failed: {message}", level="error", data={"code": code})
+        if failed:
+            self.results.drop_leftovers(job_id)
+        return failed
+
+    # Housekeeping
+
+    def requeue_expired(self) -> None:
+        now = time.time()
+        for job in self.jobs.expired_leases(now):
+            resume = self.results.resume_point(job.id)
+            where = f"step {resume.step_number}" if resume else "the start"
+            with self.jobs.db.transaction():
+                if not self._change(job.id, "requeue", held_by=job.worker_id, worker_id=None, lease_expires_at=None,
+                                    estimated_finish=None):
+                    continue
+                self.jobs.add_event(
+                    job.id,
+                    f"The worker running this job stopped reporting; the job is queued again and resumes from {where}",
+                    level="warn",
+                    data={},
+                )
+            log.warning("job %s lost its worker; queued again", job.id)
+            self.queue.enqueue(job.id)
+        # A worker that died while saving a pause checkpoint leaves the job paused at its last checkpoint.
+        for job_id in self.jobs.paused_with_expired_lease(now):
+            self.jobs.update(job_id, if_status=("paused",), worker_id=None, lease_expires_at=None)
+
+    def enqueue_waiting(self) -> None:
+        """At start-up: queue entries may have been lost with a crash; claiming twice is harmless."""
+        for job in self.jobs.queued():
+            self.queue.enqueue(job.id)

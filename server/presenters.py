@@ -1,0 +1,76 @@
+"""Stored records as the public wire objects of `/v1`: files, jobs, their events and checkpoints."""
+
+from typing import Any
+
+import msgspec
+
+from server.protocol import FileObject, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, Integration, JobError
+from storage.files import FileRecord
+from storage.jobs import CheckpointRecord, EventRecord, JobRecord
+
+
+def file_object(record: FileRecord) -> FileObject:
+    return FileObject(
+        id=record.id,
+        bytes=record.bytes,
+        created_at=record.created_at,
+        filename=record.filename,
+        purpose=record.purpose,
+        status=record.status,
+        status_details=record.status_details,
+        expires_at=record.expires_at,
+    )
+
+
+def public_hyperparameters(job: JobRecord) -> dict[str, Any]:
+    """As requested ("auto" included) until training starts, then the resolved numbers."""
+    if job.resolved is None:
+        return dict(job.hyperparameters)
+    return dict(job.resolved)
+
+
+def job_object(job: JobRecord) -> FineTuningJob:
+    hyperparameters = public_hyperparameters(job)
+    return FineTuningJob(
+        id=job.id,
+        created_at=job.created_at,
+        error=JobError(**job.error) if job.error else None,
+        fine_tuned_model=job.fine_tuned_model,
+        finished_at=job.finished_at,
+        hyperparameters=hyperparameters,
+        model=job.model,
+        organization_id=f"org-{job.project}",
+        result_files=job.result_files,
+        seed=job.seed,
+        status=job.status,
+        trained_tokens=job.trained_tokens,
+        training_file=job.training_file,
+        validation_file=job.validation_file,
+        estimated_finish=job.estimated_finish,
+        integrations=msgspec.convert(job.integrations, list[Integration]),
+        metadata=job.metadata,
+        method={"type": job.method_type, job.method_type: {"hyperparameters": hyperparameters}},
+        user_provided_suffix=job.suffix,
+        trained_steps=job.trained_steps,
+        total_steps=job.total_steps,
+        from_checkpoint={"type": "ft"} if job.parent_checkpoint else None,
+    )
+
+
+def event_object(event: EventRecord) -> FineTuningJobEvent:
+    return FineTuningJobEvent(
+        id=event.id, created_at=event.created_at, level=event.level, message=event.message, type=event.type,
+        data=event.data,
+    )
+
+
+def checkpoint_object(checkpoint: CheckpointRecord) -> FineTuningJobCheckpoint:
+    return FineTuningJobCheckpoint(
+        id=checkpoint.id,
+        created_at=checkpoint.created_at,
+        fine_tuned_model_checkpoint=checkpoint.fine_tuned_model_checkpoint,
+        fine_tuning_job_id=checkpoint.job_id,
+        step_number=checkpoint.step_number,
+        metrics=checkpoint.metrics,
+        result_files=checkpoint.result_files,
+    )

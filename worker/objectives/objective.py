@@ -1,0 +1,36 @@
+"""The contract between the training loop and an objective: the batches it makes and what the loop
+asks of them."""
+
+from typing import Any, Iterator, NamedTuple, Protocol
+
+import torch
+
+from worker.training_run import TrainingRun
+
+
+class Batch(NamedTuple):
+    indices: list[int]  # of the training examples in it
+    tensors: dict[str, Any]  # what the objective's loss takes, on the CPU
+    tokens: int  # real (non-pad) tokens, for trained_tokens
+
+
+class Objective(Protocol):
+    # Sequences one example puts through the model (DPO: a preferred and a rejected one), for the
+    # estimate of a step's activation memory.
+    sequences_per_example: int
+
+    def prepare(self, model: Any, tokenizer: Any, run: TrainingRun) -> None:
+        """Tokenise the run's files; called once the model is ready, before any step or resumed state."""
+
+    @property
+    def train_count(self) -> int: ...
+
+    def batches(self, epoch: int) -> Iterator[Batch]: ...
+
+    def loss(self, tensors: dict[str, Any], indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def validate(self) -> dict[str, float]:
+        """Metrics on the validation file; empty without one."""
+
+    def metric_row(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """The step's row of step_metrics.csv."""
