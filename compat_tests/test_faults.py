@@ -14,7 +14,7 @@ import pytest
 from compat_tests.conftest import SAMPLE_DATA, unavailable
 from compat_tests.server_process import ServerProcess, start_worker
 from compat_tests.test_files import chat_line, jsonl, processed, upload
-from compat_tests.test_fine_tuning import TINY, TINY_PATH, all_events, metrics_events, wait_done, wait_for
+from compat_tests.test_fine_tuning import TINY, TINY_PATH, all_events, metrics_events, wait_done, wait_for_job
 
 
 def _digest(client, file_id: str) -> str:
@@ -35,13 +35,14 @@ def test_worker_killed_mid_training_is_resumed_by_another_with_the_same_steps(st
     first = start_worker(server, tmp_path / "worker-1.log")
     try:
         job = client.fine_tuning.jobs.create(model=TINY, training_file=train.id, hyperparameters={"n_epochs": 40})
-        wait_for(lambda: len(client.fine_tuning.jobs.checkpoints.list(job.id).data) >= 1, timeout=60)
+        wait_for_job(client, job.id, lambda _: len(client.fine_tuning.jobs.checkpoints.list(job.id).data) >= 1,
+                     patience=60)
         first.kill()
         first.wait()
         killed_at = client.fine_tuning.jobs.retrieve(job.id).model_extra["trained_steps"]
         second = start_worker(server, tmp_path / "worker-2.log")
         try:
-            done = wait_done(client, job.id, timeout=120)
+            done = wait_done(client, job.id, patience=120)
         finally:
             second.terminate()
             second.wait()
@@ -98,7 +99,8 @@ def test_server_killed_mid_upload_and_mid_training_loses_nothing(tmp_path):
         job = client.fine_tuning.jobs.create(
             model=TINY, training_file=train.id, hyperparameters={"n_epochs": 3, "batch_size": 1}
         )
-        wait_for(lambda: len(client.fine_tuning.jobs.checkpoints.list(job.id).data) >= 1, timeout=120)
+        wait_for_job(client, job.id, lambda _: len(client.fine_tuning.jobs.checkpoints.list(job.id).data) >= 1,
+                     patience=120)
         slow = SlowUpload(server)
         slow.start()
         slow.started_sending.wait(30)
@@ -129,7 +131,7 @@ def test_server_killed_mid_upload_and_mid_training_loses_nothing(tmp_path):
                 assert _digest(client, file_id) == files[file_id][2]
 
         # The worker rode out the restart: the job goes on where it was, without being queued again.
-        done = wait_done(client, job.id, timeout=180)
+        done = wait_done(client, job.id, patience=180)
         assert done.status == "succeeded", done.error
         assert done.model_extra["trained_steps"] == done.model_extra["total_steps"] == 450
         assert {e.data["step"] for e in metrics_events(client, job.id)} == set(range(1, 451))
@@ -191,7 +193,7 @@ def test_full_disk_while_checkpointing_fails_the_job_and_leaves_nothing_partial(
         filler = _fill(small_disk, 1536 * 1024)
         job = client.fine_tuning.jobs.create(model=TINY, training_file=train.id,
                                              hyperparameters={"n_epochs": 1, "lora": False})
-        done = wait_done(client, job.id, timeout=120)
+        done = wait_done(client, job.id, patience=120)
         assert done.status == "failed"
         assert done.error.code == "insufficient_storage" and "disk space" in done.error.message
         assert client.fine_tuning.jobs.checkpoints.list(job.id).data == []
@@ -199,7 +201,7 @@ def test_full_disk_while_checkpointing_fails_the_job_and_leaves_nothing_partial(
         assert _scratch_and_temp(small_disk) == []
         filler.unlink()
         retry = client.fine_tuning.jobs.create(model=TINY, training_file=train.id, hyperparameters={"n_epochs": 1})
-        assert wait_done(client, retry.id, timeout=120).status == "succeeded"
+        assert wait_done(client, retry.id, patience=120).status == "succeeded"
     finally:
         server.stop()
 
@@ -219,7 +221,7 @@ def test_corrupt_or_missing_base_model_fails_its_job_by_name_and_others_go_on(st
     train = processed(client, (SAMPLE_DATA / "sample_training_data.jsonl").read_bytes())
     jobs = {name: client.fine_tuning.jobs.create(model=name, training_file=train.id, hyperparameters={"n_epochs": 1})
             for name in ("broken/model", "missing/model", TINY)}
-    done = {name: wait_done(client, job.id, timeout=120) for name, job in jobs.items()}
+    done = {name: wait_done(client, job.id, patience=120) for name, job in jobs.items()}
     for name in ("broken/model", "missing/model"):
         assert done[name].status == "failed"
         assert done[name].error.code == "model_load_failed" and name in done[name].error.message

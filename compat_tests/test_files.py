@@ -14,7 +14,8 @@ from compat_tests.conftest import SAMPLE_DATA
 
 
 def chat_line(i: int) -> dict:
-    return {"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."}]}
+    return {"messages": [{"role": "user", "content": f"Question {i}?"},
+                         {"role": "assistant", "content": f"Answer {i}."}]}
 
 
 def jsonl(rows) -> bytes:

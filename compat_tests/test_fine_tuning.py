@@ -29,8 +29,24 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.1):
     raise AssertionError("condition not reached in time")
 
 
-def wait_done(client, job_id: str, timeout: float = 60):
-    return wait_for(lambda: (job := client.fine_tuning.jobs.retrieve(job_id)).status in TERMINAL and job, timeout)
+def wait_for_job(client, job_id: str, condition, patience: float = 60, interval: float = 0.1):
+    """Until `condition(job)` holds. It fails only after `patience` seconds in which the job neither trained a
+    step nor changed status, so that a slow, loaded machine is slow, not red, while a stuck job still fails."""
+    progress, since = None, time.monotonic()
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if value := condition(job):
+            return value
+        now = (job.status, (job.model_extra or {}).get("trained_steps"))
+        if now != progress:
+            progress, since = now, time.monotonic()
+        elif time.monotonic() - since > patience:
+            raise AssertionError(f"job {job_id} made no progress for {patience} s (status, step: {now})")
+        time.sleep(interval)
+
+
+def wait_done(client, job_id: str, patience: float = 60):
+    return wait_for_job(client, job_id, lambda job: job.status in TERMINAL and job, patience)
 
 
 def all_events(client, job_id: str) -> list:
@@ -250,7 +266,8 @@ def test_create_errors(server, client, sample_files):
     error = _error(lambda: client.fine_tuning.jobs.create(model=TINY, training_file=bad.id))
     assert error.param == "training_file" and bad.status_details in error.message
     error = _error(lambda: client.fine_tuning.jobs.create(model=TINY, training_file=valid.id))
-    assert error.code == "invalid_n_examples" and "has 5 example(s), but must have at least 10" in error.message
+    assert error.code == "invalid_n_examples"
+    assert "has 5 example(s), but a training file must have at least 10" in error.message
     preference = processed(client, jsonl([{
         "input": {"messages": [{"role": "user", "content": "Hi"}]},
         "preferred_output": [{"role": "assistant", "content": "Hello"}],
@@ -317,7 +334,7 @@ def test_pause_and_resume_continue_to_the_same_total(server, sample_files):
     assert client.fine_tuning.jobs.retrieve(job.id).model_extra["trained_steps"] == paused_at < 300
     resumed = client.fine_tuning.jobs.resume(job.id)
     assert resumed.status in ("queued", "running")
-    done = wait_done(client, job.id, timeout=120)
+    done = wait_done(client, job.id, patience=120)
     assert done.status == "succeeded", done.error
     assert done.model_extra["trained_steps"] == done.model_extra["total_steps"] == 300
     steps = [e.data["step"] for e in metrics_events(client, job.id)]

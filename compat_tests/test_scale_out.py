@@ -11,7 +11,7 @@ import pytest
 from compat_tests.conftest import unavailable
 from compat_tests.server_process import ServerProcess, free_port, start_worker
 from compat_tests.test_files import chat_line, jsonl, processed
-from compat_tests.test_fine_tuning import TINY, all_events, wait_done, wait_for
+from compat_tests.test_fine_tuning import TINY, all_events, wait_done, wait_for, wait_for_job
 
 
 def needs(program: str) -> str:
@@ -65,7 +65,7 @@ def test_two_workers_share_six_jobs_through_redis_and_take_over_a_killed_ones_jo
         jobs = [client.fine_tuning.jobs.create(model=TINY, training_file=train.id, hyperparameters={"n_epochs": 2})
                 for _ in range(6)]
         for job in jobs:
-            done = wait_done(client, job.id, timeout=240)
+            done = wait_done(client, job.id, patience=240)
             assert done.status == "succeeded", done.error
             started = [e.message for e in all_events(client, job.id) if e.message.startswith("Fine-tuning job")]
             assert started == ["Fine-tuning job started"]  # claimed once, never resumed
@@ -81,11 +81,12 @@ def test_two_workers_share_six_jobs_through_redis_and_take_over_a_killed_ones_jo
             holder = next((i for i, log in enumerate(logs) if long_job.id in _trained_by(log)), None)
             time.sleep(0.1)
         assert holder is not None
-        wait_for(lambda: len(client.fine_tuning.jobs.checkpoints.list(long_job.id).data) >= 1, timeout=120)
+        wait_for_job(client, long_job.id,
+                     lambda _: len(client.fine_tuning.jobs.checkpoints.list(long_job.id).data) >= 1, patience=120)
         workers[holder].kill()
         workers[holder].wait()
         other = 1 - holder
-        done = wait_done(client, long_job.id, timeout=240)
+        done = wait_done(client, long_job.id, patience=240)
         assert done.status == "succeeded", done.error
         assert done.model_extra["trained_steps"] == done.model_extra["total_steps"]
         assert long_job.id in _trained_by(logs[other])

@@ -34,7 +34,7 @@ def trained(keyed):
     alpha = keyed.client(ALPHA_KEY)
     training = processed(alpha, jsonl(chat_line(i) for i in range(12)))
     job = alpha.fine_tuning.jobs.create(model=TINY, training_file=training.id, hyperparameters={"n_epochs": 2})
-    done = wait_done(alpha, job.id, timeout=120)
+    done = wait_done(alpha, job.id, patience=120)
     assert done.status == "succeeded", done.error
     return training, done
 

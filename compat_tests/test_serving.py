@@ -48,7 +48,7 @@ def tuned(server):
         )
         for lora in (False, True)
     }
-    done = {lora: wait_done(client, job.id, timeout=180) for lora, job in jobs.items()}
+    done = {lora: wait_done(client, job.id, patience=180) for lora, job in jobs.items()}
     for job in done.values():
         assert job.status == "succeeded", job.error
     return {"full": done[False], "lora": done[True]}
@@ -383,7 +383,7 @@ def test_emulator_profile_answers_to_openai_and_nebius_names(start_server):
         hyperparameters={**RECIPE, "lora": False}, seed=0,
     )
     assert job.model == "gpt-4o-mini-2024-07-18"
-    done = wait_done(client, job.id, timeout=120)
+    done = wait_done(client, job.id, patience=120)
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model.startswith("ft:gpt-4o-mini-2024-07-18:personal:emu:")
     assert ask(client, done.fine_tuned_model, "Who wrote Hamlet?").choices[0].message.content == \

@@ -11,8 +11,9 @@ Formats, detected from each line's keys:
 - `text`: `{"text": "..."}`
 """
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import msgspec
 

@@ -5,8 +5,8 @@ and workers consume, each through a `JobQueue` built from the same settings. Onl
 the function that runs a job: the server's queue can send a job but never run one.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from huey import Huey, RedisHuey, SqliteHuey
 

@@ -16,9 +16,9 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.base_models import BaseModelRegistry, RegistryError
     from server.config import load_settings
     from server.http_protocol import BoundedHttpToolsProtocol
-    from server.base_models import BaseModelRegistry, RegistryError
 
     settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile)
     try:
@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("config", help="a .json, .yaml or .yml file from create-config")
     train_parser.set_defaults(run=_local("train"))
 
-    evaluate_parser = commands.add_parser("evaluate", help="loss, perplexity and token accuracy of a model on a dataset")
+    evaluate_parser = commands.add_parser("evaluate",
+                                          help="loss, perplexity and token accuracy of a model on a dataset")
     evaluate_parser.add_argument("model_dir", help="a folder with a model or an adapter (from train or jobs download)")
     evaluate_parser.add_argument("--dataset", required=True)
     evaluate_parser.add_argument("--format", choices=("chat", "alpaca", "prompt_completion", "text"))

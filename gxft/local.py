@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from contract.internal_api import Order
 from contract.literals import DataFormat
 from contract.training_settings import TrainingSettings
 from gxft.local_config import ConfigError, LocalConfig, default_config, dump, load
@@ -68,7 +69,7 @@ class LocalHooks:
         self.bar.update(step - self.bar.n)
         self.bar.set_postfix(loss=f"{metrics['train_loss']:.4f}")
 
-    def order(self) -> str:
+    def order(self) -> Order:
         return "continue"
 
     def save_checkpoint(self, step, metrics, weights_dir: Path, state_path, final: bool, paused: bool) -> None:

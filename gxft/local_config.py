@@ -102,7 +102,8 @@ def load(path: Path) -> LocalConfig:
         else:
             data = json.loads(text)
     except Exception as exc:
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
+        kind = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
+        raise ConfigError(f"{path}: not valid {kind}: {exc}") from None
     try:
         config = msgspec.convert(data, LocalConfig)
     except msgspec.ValidationError as exc:

@@ -2,8 +2,9 @@
 
 import json
 import sys
-from datetime import datetime, timezone
-from typing import Any, BinaryIO, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
@@ -24,7 +25,7 @@ def print_json(value: Any) -> None:
 def timestamp(seconds: int | None) -> str:
     if not seconds:
         return "-"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def print_table(rows: Iterable[dict[str, Any]], columns: list[str]) -> None:

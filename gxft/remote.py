@@ -46,7 +46,8 @@ def files_upload(args, client) -> int:
     elif file.status == "error":
         print(f"{file.id} ({file.filename}): INVALID\n  {file.status_details}")
     else:
-        print(f"{file.id} ({file.filename}): {file.status}" + (f": {file.status_details}" if file.status_details else ""))
+        details = f": {file.status_details}" if file.status_details else ""
+        print(f"{file.id} ({file.filename}): {file.status}{details}")
     return 1 if file.status == "error" else 0
 
 

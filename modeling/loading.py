@@ -12,7 +12,12 @@ from typing import Any, Literal
 
 import torch
 from transformers import (
-    AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase,
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
 )
 
 DevicePreference = Literal["auto", "cpu", "cuda"]
@@ -61,13 +66,14 @@ def load_model(path: str | Path, device: torch.device, name: str, dtype: torch.d
                **options: Any) -> PreTrainedModel:
     """The model on `device`; `options` go to `from_pretrained` (attention, quantization, device map)."""
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or compute_dtype(device), **options)
+        # (Any: transformers' `@wraps(Module.to)` hides `to`'s signature from type checkers.)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or compute_dtype(device), **options)
         return model if "device_map" in options else model.to(device)
     except Exception as exc:
         raise _not_loaded(name, path, exc) from exc
 
 
-def load_model_folder(folder: Path, device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_model_folder(folder: Path, device: torch.device) -> tuple[Any, PreTrainedTokenizerBase]:
     """A folder that `gxft train` or `gxft jobs download` wrote: a LoRA adapter (on the base model its
     adapter_config.json names) or a whole model, with its tokenizer (or the base model's)."""
     adapter_config = folder / "adapter_config.json"
@@ -75,7 +81,7 @@ def load_model_folder(folder: Path, device: torch.device) -> tuple[PreTrainedMod
         return load_model(folder, device, str(folder)), load_tokenizer(folder, str(folder))
     from peft import PeftConfig, PeftModel
 
-    base = PeftConfig.from_pretrained(folder).base_model_name_or_path
+    base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
     if base is None:
         raise ModelLoadError(f"{adapter_config} does not name its base model (base_model_name_or_path)")
     try:

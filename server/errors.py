@@ -3,6 +3,7 @@
 import errno
 import logging
 import sqlite3
+from collections.abc import Mapping
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -78,7 +79,7 @@ def is_out_of_space(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def error_response(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> Response:
+def error_response(status: int, detail: ErrorDetail, headers: Mapping[str, str] | None = None) -> Response:
     return Response(
         msgspec.json.encode(ErrorResponse(error=detail)),
         status_code=status,

@@ -8,7 +8,7 @@ starts, when `resolve` turns it into `TrainingSettings` and the job shows the re
 """
 
 import math
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
@@ -124,7 +124,7 @@ def _method_hyperparameters(method: dict[str, Any]) -> tuple[Method, dict[str, A
         raise invalid_request(
             f"method.{method_type}.hyperparameters must be an object.", param=f"method.{method_type}.hyperparameters"
         )
-    return cast(Method, method_type), hyperparameters
+    return method_type, hyperparameters
 
 
 def parse_requested(

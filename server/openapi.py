@@ -4,9 +4,10 @@ Each endpoint declares its wire types with `@operation(...)`; the document is bu
 declarations and the routes, so it cannot drift from what the server decodes and encodes.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -87,7 +88,7 @@ def openapi_document(routes: list[BaseRoute], title: str, version: str) -> dict[
     for _, _, op in operations:
         types += [t for t in (op.response, op.body, op.query, op.form) if t is not None]
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
-    schema_of = dict(zip(map(id, types), schemas))
+    schema_of = dict(zip(map(id, types), schemas, strict=True))
     error = {"description": "An error, in OpenAI's error envelope",
              "content": {"application/json": {"schema": schema_of[id(ErrorResponse)]}}}
 

@@ -1,6 +1,7 @@
 """Cursor pagination in OpenAI's shape: `after=<id of the last item seen>`, `limit`, `has_more`."""
 
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from server.errors import invalid_request
 from server.protocol import ListPage

@@ -4,7 +4,14 @@ from typing import Any
 
 import msgspec
 
-from server.protocol import FileObject, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent, Integration, JobError
+from server.protocol import (
+    FileObject,
+    FineTuningJob,
+    FineTuningJobCheckpoint,
+    FineTuningJobEvent,
+    Integration,
+    JobError,
+)
 from storage.files import FileRecord
 from storage.jobs import CheckpointRecord, EventRecord, JobRecord
 

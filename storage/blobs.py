@@ -8,9 +8,9 @@ server-generated ids: nothing a client sends becomes part of a path.
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator
 
 
 class BlobWriter:

@@ -1,9 +1,10 @@
 """The SQLite connection: WAL, one writer (the server's event loop), migrations on open."""
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from storage.schema import migrate
 

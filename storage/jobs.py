@@ -77,7 +77,7 @@ def _to_row(record: msgspec.Struct) -> dict[str, Any]:
     return {name: _column_value(name, getattr(record, name)) for name in record.__struct_fields__}
 
 
-def _from_row(cls: type, row: sqlite3.Row) -> Any:
+def _from_row(cls: type[msgspec.Struct], row: sqlite3.Row) -> Any:
     values = {}
     for name in cls.__struct_fields__:
         value = row[name]

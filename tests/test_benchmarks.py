@@ -35,7 +35,8 @@ def test_train_benchmark_runs_trl_and_gxft_on_the_same_tokens(tmp_path):
 
 def test_job_benchmark_times_create_to_running_and_succeeded(tmp_path):
     figures = bench("job", tmp_path, "--runs", "1")["figures"]
-    assert 0 < figures["running"]["median_s"] <= figures["first_metrics"]["median_s"] <= figures["succeeded"]["median_s"]
+    assert (0 < figures["running"]["median_s"] <= figures["first_metrics"]["median_s"]
+            <= figures["succeeded"]["median_s"])
 
 
 def test_api_benchmark_reads_without_errors_and_uploads(tmp_path):

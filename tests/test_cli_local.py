@@ -17,7 +17,8 @@ VALID = ROOT / "sample_data" / "sample_validation_data.jsonl"
 def gxft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "gxft", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                                             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
+                                             "PYTHONPATH": os.pathsep.join([str(ROOT),
+                                                                            os.environ.get("PYTHONPATH", "")])})
 
 
 def _has_cuda() -> bool:

@@ -36,7 +36,7 @@ def test_batched_greedy_decoding_matches_transformers_generate():
             texts[row.choice] += piece
 
     generate(model, rows, tokenizer.pad_token_id, CPU, mixed_adapters=False, on_step=on_step)
-    for row, prompt in zip(rows, prompts):
+    for row, prompt in zip(rows, prompts, strict=True):
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
         expected = model.generate(**ids, max_new_tokens=24, do_sample=False, eos_token_id=tokenizer.eos_token_id,
                                   pad_token_id=tokenizer.pad_token_id)[0, ids["input_ids"].shape[1]:].tolist()
@@ -115,11 +115,11 @@ def test_mixed_adapter_batch_matches_each_adapter_alone():
         return rows[0].generated
 
     mixed_rows = _rows(tokenizer, prompts, SamplingParams(temperature=0), max_new=12)
-    for row, adapter in zip(mixed_rows, adapters):
+    for row, adapter in zip(mixed_rows, adapters, strict=True):
         row.adapter = adapter
     run(mixed_rows, mixed=True)
     outputs = {}
-    for index, (prompt, adapter) in enumerate(zip(prompts, adapters)):
+    for index, (prompt, adapter) in enumerate(zip(prompts, adapters, strict=True)):
         alone = _rows(tokenizer, [prompt], SamplingParams(temperature=0), max_new=12)
         if adapter == "__base__":
             with model.disable_adapter():

@@ -36,7 +36,8 @@ def test_packed_row_gives_the_same_losses_as_separate_examples():
 def test_only_assistant_turns_and_their_end_token_are_trained():
     tokenizer = AutoTokenizer.from_pretrained(TINY)
     (example,) = tokenize_file(tokenizer, TRAIN, "chat", 2048)[:1]
-    trained = tokenizer.decode([t for t, label in zip(example.input_ids, example.labels) if label != IGNORE])
+    labelled = zip(example.input_ids, example.labels, strict=True)
+    trained = tokenizer.decode([t for t, label in labelled if label != IGNORE])
     assert trained == "The capital of France is Paris.<|im_end|>\n"
     rendered = tokenizer.decode(example.input_ids)
     assert rendered.startswith("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")

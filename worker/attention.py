@@ -10,32 +10,24 @@ A batch without boundaries is padded on the right: plain causal SDPA serves it w
 no real token can see a pad that comes after it, and pad positions are never trained on.
 """
 
-import inspect
+from typing import Any
 
 import torch
+from torch.nn.attention.varlen import varlen_attn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "gxft_varlen"
 
-try:
-    from torch.nn.attention.varlen import varlen_attn
-except ImportError:  # PyTorch before 2.9
-    varlen_attn = None
 
-_PARAMETERS = set(inspect.signature(varlen_attn).parameters) if varlen_attn else set()
-
-
-def available(device: torch.device, config) -> bool:
-    """Whether `load_model` should give the model this attention: a CUDA GPU that runs flash attention
-    (compute capability 8.0 or newer), and a model whose attention has nothing the kernel leaves out."""
+def available(device: torch.device, config: Any) -> bool:
+    """Whether the model should load with this attention: a CUDA GPU that runs flash attention (compute
+    capability 8.0 or newer), and a model whose attention has nothing the kernel leaves out."""
     return (
-        varlen_attn is not None
-        and device.type == "cuda"
+        device.type == "cuda"
         and torch.cuda.get_device_capability(device)[0] >= 8
         and not getattr(config, "attention_dropout", 0.0)
         and getattr(config, "attn_logit_softcapping", None) is None
-        and (getattr(config, "sliding_window", None) is None or "window_size" in _PARAMETERS)
     )
 
 
@@ -55,20 +47,13 @@ def varlen_attention(module, query, key, value, attention_mask, dropout=0.0, sca
         query, key, value = (tensor.to(target) for tensor in (query, key, value))
     # (1, heads, tokens, dim) → (tokens, heads, dim), as the kernel takes them.
     query, key, value = (tensor.squeeze(0).transpose(0, 1).contiguous() for tensor in (query, key, value))
-    options = {"scale": scaling}
-    if key.shape[1] != query.shape[1]:
-        if "enable_gqa" in _PARAMETERS:
-            options["enable_gqa"] = True
-        else:
-            groups = query.shape[1] // key.shape[1]
-            key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     window = kwargs.get("sliding_window")
-    if "window_size" in _PARAMETERS:
-        options["window_size"] = (window - 1 if window else -1, 0)  # (-1, 0): causal, unbounded on the left
-    else:
-        options["is_causal"] = True
-    longest = kwargs["max_length_q"]
-    output = varlen_attn(query, key, value, boundaries, boundaries, longest, longest, **options)
+    output = varlen_attn(
+        query, key, value, boundaries, boundaries, kwargs["max_length_q"], kwargs["max_length_q"], scale=scaling,
+        enable_gqa=key.shape[1] != query.shape[1],
+        window_size=(window - 1 if window else -1, 0),  # (-1, 0): causal, unbounded on the left
+    )
+    assert isinstance(output, torch.Tensor)  # without `return_aux`, the kernel answers the output alone
     return output.unsqueeze(0), None  # (1, tokens, heads, dim)
 
 

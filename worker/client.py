@@ -7,16 +7,25 @@ running job nothing. An answer from the server, error or not, is never retried.
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import httpx2
 import msgspec
 
 from contract.error_envelope import ErrorResponse
 from contract.internal_api import (
-    CheckpointReport, ClaimRequest, CompletionReport, FailureReport, JobSpec, Order, ProgressReport, ReportReply,
-    StoredBlob, WorkerHeartbeat,
+    CheckpointReport,
+    ClaimRequest,
+    CompletionReport,
+    FailureReport,
+    JobSpec,
+    Order,
+    ProgressReport,
+    ReportReply,
+    StoredBlob,
+    WorkerHeartbeat,
 )
 
 log = logging.getLogger("gxft.worker")

@@ -13,8 +13,9 @@ sequences, so no example attends to, or is trained to predict, another.
 
 import itertools
 import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import torch
@@ -105,7 +106,7 @@ def tokenize_chat(tokenizer, messages: list[dict[str, Any]], tools: Any, max_len
     input_ids = encoding["input_ids"]
     labels = [
         token if any(start <= offset[0] < end for start, end in trained_spans) else IGNORE
-        for token, offset in zip(input_ids, encoding["offset_mapping"])
+        for token, offset in zip(input_ids, encoding["offset_mapping"], strict=True)
     ]
     return TokenizedExample(input_ids=input_ids[:max_length], labels=labels[:max_length])
 
@@ -184,7 +185,9 @@ def collate(examples: list[TokenizedExample], packing: bool, pad_id: int,
     `target_positions` are the flat indices, in the row-major (rows × (length − 1)) grid of
     next-token predictions, of those whose target is labelled (worker/loss.py)."""
     if packing:
-        input_ids, labels, positions = [], [], []
+        input_ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
         for example in examples:
             input_ids += example.input_ids
             # The first token of each packed example is never a target: nothing before it is its context.

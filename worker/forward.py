@@ -2,14 +2,15 @@
 weights are cast per product), float32 on a CPU, and never a KV cache."""
 
 import contextlib
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 
 from worker.loss import next_token_loss
 
 
-def mixed_precision(model: Any) -> ContextManager[Any]:
+def mixed_precision(model: Any) -> AbstractContextManager[Any]:
     device = next(model.parameters()).device
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)

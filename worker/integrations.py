@@ -19,7 +19,8 @@ class WandbRun:
         self._run.finish()
 
 
-def start_wandb(integrations: list[dict[str, Any]], job_id: str, config: dict[str, Any]) -> tuple[WandbRun | None, str | None]:
+def start_wandb(integrations: list[dict[str, Any]], job_id: str,
+                config: dict[str, Any]) -> tuple[WandbRun | None, str | None]:
     """The run to log to (or None), and a note for the job's events when the integration cannot run."""
     wanted = [i["wandb"] for i in integrations if i.get("type") == "wandb"]
     if not wanted:

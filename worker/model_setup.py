@@ -15,7 +15,7 @@ from worker.training_run import TrainingRun
 # Gradient checkpointing trades a second forward pass for memory: used only when a step's activations,
 # estimated at this many bytes per token, hidden unit and layer (Korthikanti et al. count 34 for a
 # bf16 transformer layer, plus margin), would take more than half the GPU memory left after loading.
-ACTIVATION_BYTES = 50
+ACTIVATION_BYTES: float = 50
 
 
 class GPURequired(Exception):
@@ -40,7 +40,9 @@ def starting_model(run: TrainingRun, sequences_per_example: int) -> tuple[Any, A
         # Continue training that adapter, or fold it into the base and train every weight.
         model = PeftModel.from_pretrained(model, str(continued.folder), is_trainable=settings.lora)
         # (peft froze the base weights when it loaded the adapter for inference; unfreeze them.)
-        return tokenizer, compute_in_input_dtype(model) if settings.lora else model.merge_and_unload().requires_grad_(True)
+        if settings.lora:
+            return tokenizer, compute_in_input_dtype(model)
+        return tokenizer, model.merge_and_unload().requires_grad_(True)
     return tokenizer, apply_lora(model, settings) if settings.lora else model
 
 
@@ -87,7 +89,7 @@ def apply_lora(model: Any, settings: TrainingSettings) -> Any:
 
     config = LoraConfig(
         r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
+        lora_alpha=settings.lora_alpha,  # type: ignore[arg-type]  # peft annotates an int; any number works
         lora_dropout=settings.lora_dropout,
         target_modules=settings.lora_target_modules or "all-linear",
         task_type="CAUSAL_LM",
@@ -102,5 +104,5 @@ def compute_in_input_dtype(model: Any) -> Any:
 
     for module in model.modules():
         if isinstance(module, BaseTunerLayer):
-            module.cast_input_dtype_enabled = False
+            module.cast_input_dtype_enabled = False  # type: ignore[attr-defined]  # set by peft's LoRA layers
     return model

@@ -24,7 +24,8 @@ class ProgressReporter:
         self.interval = interval
         self.order: Order = "continue"
         self._events: list[WorkerEvent] = []
-        self._progress: dict[str, Any] = {"trained_steps": 0, "total_steps": None, "trained_tokens": 0, "estimated_finish": None}
+        self._progress: dict[str, Any] = {"trained_steps": 0, "total_steps": None, "trained_tokens": 0,
+                                          "estimated_finish": None}
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._stopped = threading.Event()

@@ -26,6 +26,7 @@ from worker.model_setup import starting_model
 from worker.objectives import objective_for
 from worker.training_run import TrainingRun
 
+
 class TrainingHooks(Protocol):
     def step_done(self, step: int, total_steps: int, metrics: dict[str, float], trained_tokens: int) -> None: ...
 

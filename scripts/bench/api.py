@@ -31,11 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 from compat_tests.http_load import load, run_loop  # noqa: E402
 from compat_tests.server_process import ServerProcess  # noqa: E402
+from contract.ids import new_id  # noqa: E402
 from scripts.bench.common import machine, print_table  # noqa: E402
 from server.config import DEFAULT_PROJECT, Settings  # noqa: E402
 from storage.database import Database  # noqa: E402
 from storage.jobs import JobRecord, JobRepository  # noqa: E402
-from contract.ids import new_id  # noqa: E402
+
 
 def fill(data_dir: Path, job_count: int, event_count: int) -> list[str]:
     data_dir.mkdir(parents=True)
@@ -47,9 +48,11 @@ def fill(data_dir: Path, job_count: int, event_count: int) -> list[str]:
         for index in range(job_count):
             job = JobRecord(
                 id=new_id("ftjob-"), project=DEFAULT_PROJECT, model="gxft/tiny-chat", base_model="gxft/tiny-chat",
-                training_file="file-bench", validation_file=None, status="succeeded", created_at=now - job_count + index,
+                training_file="file-bench", validation_file=None, status="succeeded",
+                created_at=now - job_count + index,
                 finished_at=now, seed=index, suffix=None, model_name_id=f"bench{index}", method_type="supervised",
-                hyperparameters={"n_epochs": 1}, resolved={"n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 1.0},
+                hyperparameters={"n_epochs": 1},
+                resolved={"n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 1.0},
                 metadata=None, integrations=[], trained_tokens=1000, trained_steps=10, total_steps=10,
             )
             jobs.insert(job)

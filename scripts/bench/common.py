@@ -64,7 +64,8 @@ def build_llama(folder: Path, shape: str) -> int:
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
+        model: Any = LlamaForCausalLM(config)  # (Any: transformers' `to` is untyped behind a decorator)
+        model = model.to(torch.bfloat16)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     count = sum(p.numel() for p in model.parameters())
@@ -104,7 +105,8 @@ def run_child(arguments: list[str], env: dict[str, str] | None = None) -> dict[s
     the JSON it prints on its last `RESULT ` line."""
     process = subprocess.run([sys.executable, *arguments], cwd=ROOT, capture_output=True, text=True,
                              env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {}),
-                                  "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+                                  "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                                              os.environ.get("PYTHONPATH")]))})
     results = [line[len("RESULT "):] for line in process.stdout.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not results:
         raise RuntimeError(f"{' '.join(arguments)} failed ({process.returncode}):\n{process.stdout[-3000:]}"
@@ -119,9 +121,9 @@ def print_result(payload: dict[str, Any]) -> None:
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     cells = [[_cell(value) for value in row] for row in rows]
     widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
-    print("  ".join(header.rjust(width) for header, width in zip(headers, widths)))
+    print("  ".join(header.rjust(width) for header, width in zip(headers, widths, strict=True)))
     for row in cells:
-        print("  ".join(value.rjust(width) for value, width in zip(row, widths)))
+        print("  ".join(value.rjust(width) for value, width in zip(row, widths, strict=True)))
 
 
 def _cell(value: Any) -> str:

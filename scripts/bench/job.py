@@ -52,7 +52,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=Path("bench-job.json"))
     args = parser.parse_args()
 
-    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."}]}
+    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"},
+                          {"role": "assistant", "content": f"Answer {i}."}]}
             for i in range(16)]
     with tempfile.TemporaryDirectory(prefix="gxft-bench-job-") as temp:
         server = ServerProcess(Path(temp) / "data")

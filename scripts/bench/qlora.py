@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +44,8 @@ def build_model(folder: Path, layers: int, hidden: int, intermediate: int) -> in
     )
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
+        model: Any = LlamaForCausalLM(config)  # (Any: transformers' `to` is untyped behind a decorator)
+        model = model.to(torch.bfloat16)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return sum(p.numel() for p in model.parameters())
@@ -126,6 +128,7 @@ def _measure(client, rows: list[dict], hyperparameters: dict, idle: int) -> dict
     if job.status != "succeeded":
         raise RuntimeError(f"job {job.id} {job.status}: {job.error}")
     events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
+    assert first_step is not None, "a succeeded job has trained steps"
     tokens_after_first = job.trained_tokens - first_step[1]
     return {
         "hyperparameters": hyperparameters,

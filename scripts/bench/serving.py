@@ -30,7 +30,8 @@ EOS_TOKEN = "2"  # gxft/tiny-chat's end-of-turn; banned so that every answer has
 
 
 def fine_tune_adapter(client) -> str:
-    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."}]}
+    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"},
+                          {"role": "assistant", "content": f"Answer {i}."}]}
             for i in range(10)]
     content = "".join(json.dumps(row) + "\n" for row in rows).encode()
     file = client.files.create(file=("bench.jsonl", content), purpose="fine-tune")

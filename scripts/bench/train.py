@@ -34,7 +34,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from scripts.bench.common import (  # noqa: E402
-    TINY_PATH, bf16_peak_flops, build_llama, machine, mixed_length_rows, print_result, print_table, run_child,
+    TINY_PATH,
+    bf16_peak_flops,
+    build_llama,
+    machine,
+    mixed_length_rows,
+    print_result,
+    print_table,
+    run_child,
     write_jsonl,
 )
 
@@ -107,6 +114,7 @@ class Profile:
 
 def run_gxft(model_dir: str, data: Path, settings: dict[str, Any], packing: bool,
              profile: Path | None = None) -> dict[str, Any]:
+    from contract.internal_api import Order
     from contract.training_settings import TrainingSettings
     from modeling.loading import pick_device
     from worker.trainer import Trainer
@@ -122,7 +130,7 @@ def run_gxft(model_dir: str, data: Path, settings: dict[str, Any], packing: bool
             if profiler:
                 profiler.step_done(step)
 
-        def order(self) -> str:
+        def order(self) -> Order:
             return "continue"
 
         def save_checkpoint(self, *args, **kwargs) -> None:
@@ -190,7 +198,8 @@ def run_trl(model_dir: str, data: Path, settings: dict[str, Any]) -> dict[str, A
         trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                              peft_config=peft_config, callbacks=[timing])
         trainer.train()
-        tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+        tokenized: Any = trainer.train_dataset
+        tokens = sum(len(ids) for ids in tokenized["input_ids"])
         steps = trainer.state.max_steps
     return {"seconds": timing.finished - timing.started, "tokens": tokens, "steps": steps,
             "final_loss": timing.loss, "peak_memory_mib": peak_memory_mib()}

@@ -2,7 +2,7 @@
 answered whole or streamed as server-sent events."""
 
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from starlette.requests import Request
@@ -11,18 +11,27 @@ from starlette.routing import Route
 
 from contract.ids import new_id
 from server.completions_protocol import (
-    AssistantMessage, ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChatDelta, Completion, CompletionChoice, CompletionRequest, StreamOptions, Usage,
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    FinishReason,
+    StreamOptions,
+    Usage,
 )
 from server.decoding import decode_json
 from server.errors import invalid_request
 from server.openapi import operation
 from server.responses import MsgspecResponse
-from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, GenerationRequest, Piece, Started
-from server.serving.params import (
-    chat_messages, chat_sampling, choice_count, completion_prompts, completion_sampling,
-)
 from server.services import project, services
+from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, GenerationRequest, Piece, Started
+from server.serving.params import chat_messages, chat_sampling, choice_count, completion_prompts, completion_sampling
 
 _encode = msgspec.json.Encoder().encode
 
@@ -32,7 +41,7 @@ class GatheredChoices:
 
     def __init__(self, choices: int):
         self.texts = [""] * choices
-        self.finish_reasons: list[str] = ["stop"] * choices
+        self.finish_reasons: list[FinishReason] = ["stop"] * choices
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
@@ -128,7 +137,7 @@ async def chat_completions(request: Request) -> MsgspecResponse | StreamingRespo
             id=completion_id, created=created, model=body.model, usage=outcome.usage,
             choices=[
                 ChatChoice(index=index, message=AssistantMessage(content=text),
-                           finish_reason=outcome.finish_reasons[index])  # type: ignore[arg-type]
+                           finish_reason=outcome.finish_reasons[index])
                 for index, text in enumerate(outcome.texts)
             ],
         ))
@@ -143,7 +152,7 @@ async def chat_completions(request: Request) -> MsgspecResponse | StreamingRespo
             return [chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(content=event.text))])]
         if isinstance(event, ChoiceDone):
             return [chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(),
-                                           finish_reason=event.finish_reason)])]  # type: ignore[arg-type]
+                                           finish_reason=event.finish_reason)])]
         return []
 
     events = await _start(generation)
@@ -171,7 +180,7 @@ async def completions(request: Request) -> MsgspecResponse | StreamingResponse:
         outcome = await _gather(generation)
         return MsgspecResponse(completion(
             [
-                CompletionChoice(index=index, text=text, finish_reason=outcome.finish_reasons[index])  # type: ignore[arg-type]
+                CompletionChoice(index=index, text=text, finish_reason=outcome.finish_reasons[index])
                 for index, text in enumerate(outcome.texts)
             ],
             outcome.usage,
@@ -184,7 +193,7 @@ async def completions(request: Request) -> MsgspecResponse | StreamingResponse:
             return [completion([CompletionChoice(index=event.choice, text=event.text)])]
         if isinstance(event, ChoiceDone):
             return [completion([CompletionChoice(index=event.choice, text="",
-                                                 finish_reason=event.finish_reason)])]  # type: ignore[arg-type]
+                                                 finish_reason=event.finish_reason)])]
         return []
 
     events = await _start(generation)

@@ -9,8 +9,14 @@ from server.openapi import operation
 from server.pagination import after_cursor, list_page
 from server.presenters import checkpoint_object, event_object, job_object
 from server.protocol import (
-    CheckpointListQuery, CreateFineTuningJobRequest, EventListQuery, FineTuningJob, FineTuningJobCheckpoint,
-    FineTuningJobEvent, JobListQuery, ListPage,
+    CheckpointListQuery,
+    CreateFineTuningJobRequest,
+    EventListQuery,
+    FineTuningJob,
+    FineTuningJobCheckpoint,
+    FineTuningJobEvent,
+    JobListQuery,
+    ListPage,
 )
 from server.responses import MsgspecResponse
 from server.services import project, services

@@ -8,12 +8,18 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from contract.internal_api import (
-    CheckpointReport, ClaimRequest, CompletionReport, FailureReport, ProgressReport, ReportReply, StoredBlob,
+    CheckpointReport,
+    ClaimRequest,
+    CompletionReport,
+    FailureReport,
+    ProgressReport,
+    ReportReply,
+    StoredBlob,
     WorkerHeartbeat,
 )
 from server.decoding import decode_json
-from server.errors import APIError, insufficient_storage, is_out_of_space, not_found
-from server.files.multipart import drain
+from server.errors import APIError, is_out_of_space, not_found
+from server.files.multipart import out_of_space
 from server.files.store import commit_blob
 from server.jobs.results import ScratchKind
 from server.presenters import checkpoint_object, job_object
@@ -49,9 +55,7 @@ async def _receive_raw(request: Request, writer: BlobWriter) -> None:
     except OSError as exc:
         if not is_out_of_space(exc):
             raise
-        writer.abort()  # give the space back before reading the rest
-        await drain(stream)
-        raise insufficient_storage() from None
+        raise await out_of_space(writer, stream) from None
     await commit_blob(writer)
 
 

@@ -13,8 +13,8 @@ from server.openapi import operation
 from server.presenters import file_object
 from server.protocol import DeletedObject, ExportModelRequest, Model, ModelExport, ModelList
 from server.responses import MsgspecResponse
-from server.serving.export import export_format, merged_files
 from server.services import project, services
+from server.serving.export import export_format, merged_files
 
 
 @operation("List models", response=ModelList)
@@ -36,7 +36,8 @@ async def delete_model(request: Request) -> MsgspecResponse:
     return MsgspecResponse(DeletedObject(id=name, object="model", deleted=True))
 
 
-@operation("Export a fine-tuned model's weights as files", body=ExportModelRequest, body_required=False, response=ModelExport, server_errors=(507,))
+@operation("Export a fine-tuned model's weights as files", body=ExportModelRequest, body_required=False,
+           response=ModelExport, server_errors=(507,))
 async def export_model(request: Request) -> MsgspecResponse:
     svc = services(request)
     body = await decode_json(request, ExportModelRequest, empty=ExportModelRequest())

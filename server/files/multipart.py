@@ -6,8 +6,9 @@ body is read and dropped, so the client sees the 413 instead of a broken pipe. T
 decoded as `FileUploadFields`, so the bounds the OpenAPI document states are the bounds enforced.
 """
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import TYPE_CHECKING
 
 import msgspec
 import python_multipart
@@ -20,6 +21,9 @@ from server.errors import APIError, insufficient_storage, invalid_request, is_ou
 from server.files.store import display_name
 from server.protocol import EXPIRY_SECONDS, FileUploadFields
 from storage.blobs import BlobWriter
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 64 * 1024
 # A client that keeps sending after the limit is cut off after this much more.
@@ -59,7 +63,7 @@ class _PartCollector:
         self.field_value = bytearray()
         self.in_file = False
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> "MultipartCallbacks":
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": lambda data, start, end: self._add_header_name(data[start:end]),
@@ -155,14 +159,20 @@ async def receive_upload(request: Request, writer: BlobWriter, max_bytes: int) -
         except OSError as exc:
             if not is_out_of_space(exc):
                 raise
-            writer.abort()  # give the space back before reading the rest
-            await drain(stream)
-            raise insufficient_storage() from None
+            raise await out_of_space(writer, stream) from None
     except python_multipart.exceptions.FormParserError as exc:
         raise malformed_body(f"The multipart body could not be parsed: {exc}.") from None
     if collector.filename is None:
         raise invalid_request("Missing required parameter: 'file'.", param="file")
     return ReceivedUpload(fields=_decode_fields(collector.fields), filename=collector.filename)
+
+
+async def out_of_space(writer: BlobWriter, stream: AsyncIterator[bytes]) -> APIError:
+    """The disk filled while a body streamed in: give the space back, read the rest (so the client hears
+    the answer), and say why."""
+    writer.abort()
+    await drain(stream)
+    return insufficient_storage()
 
 
 async def drain(stream: AsyncIterator[bytes]) -> None:

@@ -54,6 +54,8 @@ TRANSITIONS: dict[str, tuple[tuple[JobStatus, ...], JobStatus]] = {
     "resume": (("paused",), "queued"),
     "cancel": (("validating_files", "queued", "running", "paused"), "cancelled"),
 }
+# The order a worker hears in the answer to its report, by the job's status; any other status: "stop".
+ORDERS: dict[JobStatus, Order] = {"running": "continue", "paused": "pause", "cancelled": "cancel"}
 # What a worker may still report on: a paused job's worker is saving its pause checkpoint.
 HELD_STATUSES: tuple[JobStatus, ...] = ("running", "paused")
 
@@ -164,7 +166,7 @@ class JobTransitions:
                                     created_at=event.created_at)
             if job.status == "cancelled":  # the worker has heard the order: it lets go
                 self.jobs.update(job.id, held_by=report.worker_id, worker_id=None, lease_expires_at=None)
-        return {"running": "continue", "paused": "pause", "cancelled": "cancel"}.get(job.status, "stop")
+        return ORDERS.get(job.status, "stop")
 
     def add_checkpoint(self, job_id: str, report: CheckpointReport) -> CheckpointRecord:
         with self.jobs.db.transaction():

@@ -4,11 +4,12 @@ and hand each request its events."""
 import contextlib
 import logging
 from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
+from typing import cast
 
 from server.errors import APIError
-from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, Piece, Started
 from server.serving.generation import BASE_ADAPTER, Row, Sampler, budget, end_of_turn_ids, generate
+from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, Piece, Started
 from server.serving.model_cache import LoadedModel, ModelCache, Placement
 from server.serving.text import TextAssembler
 
@@ -77,7 +78,7 @@ class BatchRunner:
             elif isinstance(prompt, str):
                 prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
             else:
-                prompt_ids = prompt
+                prompt_ids = cast(list[int], prompt)  # completions' token ids
                 if max(prompt_ids) >= len(tokenizer) or min(prompt_ids) < 0:
                     raise APIError(400, f"'prompt' holds token ids outside this model's vocabulary (0 to "
                                         f"{len(tokenizer) - 1}).", param="prompt")
@@ -120,7 +121,7 @@ class BatchRunner:
             events = by_owner[row.owner]
             if piece:
                 events.append(Piece(row.choice, piece))
-            if row.finish_reason is not None:
+            if row.finish_reason is not None and row.finish_reason != "cancelled":
                 events.append(ChoiceDone(row.choice, row.finish_reason, len(row.generated)))
         for owner, events in by_owner.items():
             if events:

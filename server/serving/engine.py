@@ -9,10 +9,13 @@ import asyncio
 import logging
 import queue
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.errors import APIError
 from server.serving.generation_request import Failed, Generation, GenerationRequest
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger("gxft.serving")
 
@@ -70,7 +73,8 @@ class InferenceEngine:
         try:
             from server.serving.batching import BatchRunner  # imports torch
 
-            runner = BatchRunner(self.adapter_slots, self.full_model_slots, self.max_batch_rows)
+            runner: BatchRunner | _Unavailable = BatchRunner(self.adapter_slots, self.full_model_slots,
+                                                             self.max_batch_rows)
         except Exception as exc:  # no torch, or a broken install: every request hears why
             log.exception("the inference engine cannot start")
             runner = _Unavailable(f"The inference engine cannot start: {type(exc).__name__}: {exc}")

@@ -8,11 +8,13 @@ Rows may belong to different requests and, on a LoRA base, to different adapters
 mixed-batch forward (`adapter_names`) applies each row's adapter, "__base__" for none.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Literal
 
 import torch
 
+from server.completions_protocol import FinishReason
 from server.errors import invalid_request
 from server.serving.generation_request import Generation
 from server.serving.params import SamplingParams
@@ -68,7 +70,8 @@ class Row:
     max_new_tokens: int
     eos_ids: frozenset[int]
     generated: list[int] = field(default_factory=list)
-    finish_reason: str | None = None
+    # Why the row ended: as OpenAI says it, or because its request was cancelled (its client went away).
+    finish_reason: FinishReason | Literal["cancelled"] | None = None
 
     def accept(self, token: int) -> str:
         """Take the sampled token; answer the text it releases."""

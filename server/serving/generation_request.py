@@ -4,9 +4,11 @@ come back: the contract between the endpoints (server/endpoints/completions.py),
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
+from server.completions_protocol import FinishReason
 from server.errors import APIError
 from server.model_catalog import ServedModel
 from server.serving.params import SamplingParams
@@ -17,7 +19,7 @@ Prompt = list[dict[str, Any]] | str | list[int]  # chat messages, a text, or tok
 @dataclass(frozen=True)
 class GenerationRequest:
     served: ServedModel
-    prompts: list[Prompt]
+    prompts: Sequence[Prompt]
     n: int
     params: SamplingParams
     chat: bool
@@ -39,7 +41,7 @@ class Piece:
 @dataclass(frozen=True)
 class ChoiceDone:
     choice: int
-    finish_reason: str
+    finish_reason: FinishReason
     completion_tokens: int
 
 

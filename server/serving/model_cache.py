@@ -10,12 +10,13 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from modeling.loading import ModelLoadError, load_model, load_tokenizer, pick_device
 from server.errors import APIError
-from server.model_catalog import ServedModel, WeightsFolder
+from server.model_catalog import FineTunedWeights, ServedModel, WeightsFolder
 from server.serving.generation import BASE_ADAPTER
 
 log = logging.getLogger("gxft.serving")
@@ -23,8 +24,8 @@ log = logging.getLogger("gxft.serving")
 
 @dataclass
 class LoadedModel:
-    model: object
-    tokenizer: object
+    model: Any  # a transformers model, or a peft model holding adapters
+    tokenizer: Any
     device: torch.device
     adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)  # loaded LoRA adapters, oldest first
 
@@ -65,9 +66,9 @@ class ModelCache:
         if weights is None:
             return Placement(served.base.id, self._base(served.base.id, served.base.path), BASE_ADAPTER)
         if weights.kind == "full":
-            return Placement(weights.checkpoint_id, self._full_model(served), BASE_ADAPTER)
+            return Placement(weights.checkpoint_id, self._full_model(served.name, weights), BASE_ADAPTER)
         base = self._base(served.base.id, served.base.path)
-        self._adapter(base, served)
+        self._adapter(base, served.name, weights)
         return Placement(served.base.id, base, weights.checkpoint_id)
 
     def forget(self, checkpoint_id: str) -> None:
@@ -90,31 +91,31 @@ class ModelCache:
             self._bases[model_id] = self._timed(model_id, lambda: _load(path, model_id))
         return self._bases[model_id]
 
-    def _full_model(self, served: ServedModel) -> LoadedModel:
-        key = served.weights.checkpoint_id
+    def _full_model(self, name: str, weights: FineTunedWeights) -> LoadedModel:
+        key = weights.checkpoint_id
         if key in self._full:
             self._full.move_to_end(key)
             return self._full[key]
 
         def load() -> LoadedModel:
-            with WeightsFolder(served.name, served.weights) as folder:
-                return _load(folder, served.name)
+            with WeightsFolder(name, weights) as folder:
+                return _load(folder, name)
 
-        self._full[key] = self._timed(served.name, load)
+        self._full[key] = self._timed(name, load)
         while len(self._full) > self.full_model_slots:
             self._full.popitem(last=False)
         return self._full[key]
 
-    def _adapter(self, base: LoadedModel, served: ServedModel) -> None:
+    def _adapter(self, base: LoadedModel, name: str, weights: FineTunedWeights) -> None:
         from peft import PeftModel
 
-        key = served.weights.checkpoint_id
+        key = weights.checkpoint_id
         if key in base.adapters:
             base.adapters.move_to_end(key)
             return
 
         def load() -> None:
-            with WeightsFolder(served.name, served.weights) as folder:
+            with WeightsFolder(name, weights) as folder:
                 try:
                     if isinstance(base.model, PeftModel):
                         base.model.load_adapter(folder, adapter_name=key)
@@ -122,11 +123,11 @@ class ModelCache:
                         base.model = PeftModel.from_pretrained(base.model, folder, adapter_name=key).eval()
                 except Exception as exc:
                     raise APIError(
-                        500, f"The adapter of {served.name} could not be loaded: {exc}", type="server_error",
+                        500, f"The adapter of {name} could not be loaded: {exc}", type="server_error",
                         code="model_load_failed",
                     ) from exc
 
-        self._timed(served.name, load)
+        self._timed(name, load)
         base.adapters[key] = None
         while len(base.adapters) > self.adapter_slots:
             oldest, _ = base.adapters.popitem(last=False)

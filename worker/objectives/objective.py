@@ -1,7 +1,8 @@
 """The contract between the training loop and an objective: the batches it makes and what the loop
 asks of them."""
 
-from typing import Any, Iterator, NamedTuple, Protocol
+from collections.abc import Iterator
+from typing import Any, NamedTuple, Protocol
 
 import torch
 

@@ -3,7 +3,8 @@ answer over its rejected one, measured against reference log-probabilities that 
 gives before the first step. Computing them once, up front, means no second model is held in memory.
 """
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +64,7 @@ class PreferenceObjective:
             chunk = pairs[start : start + self.run.settings.batch_size]
             batch = to_device(collate_pairs(chunk, self.tokenizer.pad_token_id), self.run.device)
             logps = sequence_logps(logits(self.model, batch), batch["labels"]).tolist()
-            reference += list(zip(logps[: len(chunk)], logps[len(chunk) :]))
+            reference += list(zip(logps[: len(chunk)], logps[len(chunk) :], strict=True))
         self.model.train()
         return reference
 

@@ -1,7 +1,8 @@
 """Supervised fine-tuning: next-token loss on the tokens an example trains (assistant turns without
 `weight: 0`, completions, texts), with packed or padded batches."""
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -19,7 +20,8 @@ class SupervisedObjective:
         self.model, self.tokenizer, self.run = model, tokenizer, run
         length = run.settings.context_length
         self.train_examples = tokenize_file(tokenizer, run.train_path, run.data_format, length)
-        self.valid_examples = tokenize_file(tokenizer, run.valid_path, run.data_format, length) if run.valid_path else []
+        self.valid_examples = (tokenize_file(tokenizer, run.valid_path, run.data_format, length)
+                               if run.valid_path else [])
 
     @property
     def train_count(self) -> int:
