@@ -3,11 +3,17 @@ status the change starts from (and, for what a worker reports, while that worker
 job), and the row count says whether it did. Of two racing changes, say a cancel and a completion,
 or two workers claiming one job, exactly one happens.
 
-    create ──▶ queued ──claim──▶ running ──complete──▶ succeeded
-                ▲  ▲              │  │  │
-                │  └─lease expires┘  │  └────fail───▶ failed
-                │                  pause
-                └──resume── paused ◀─┘            and from any status but the last three: cancel ──▶ cancelled
+    create ──▶ queued ──claim──▶ running ─────complete─────▶ succeeded
+               │ ▲ ▲               │ │ │                         ▲
+               │ │ └────requeue────┘ │ └─────fail────▶ failed    │
+               │ │                 pause               ▲ ▲       │
+               │ │                   ▼                 │ │       │
+               │ └──────resume───── paused ────fail────┘ │       │
+               │                     ▲ └────complete─────┼───────┘
+               ├───────pause─────────┘                   │
+               └───────fail (a claim that cannot train)──┘
+
+    and from validating_files, queued, running or paused: cancel ──▶ cancelled
 
 | change   | from                                      | to        | by                            |
 |----------|-------------------------------------------|-----------|-------------------------------|

@@ -1,0 +1,103 @@
+"""Job status changes on real storage (a SQLite file, a blob folder, the SQLite queue): each one happens
+only from the statuses its table row names, so that of two racing changes exactly one takes effect."""
+
+import re
+
+import pytest
+
+from contract.internal_api import CompletionReport, FailureReport, ProgressReport
+from contract.job_queue import open_queue
+from server.base_models import BaseModelRegistry
+from server.config import REPO_ROOT, Settings
+from server.errors import APIError
+from server.files.store import FileStore
+from server.jobs import transitions as transitions_module
+from server.jobs.results import JobResults
+from server.jobs.transitions import TRANSITIONS, JobTransitions
+from storage.blobs import BlobStore
+from storage.database import Database
+from storage.files import FileRecord, FileRepository
+from storage.jobs import JobRecord, JobRepository
+
+
+def test_the_docstring_table_is_the_transitions_table():
+    rows = re.findall(r"^\| (\w+) +\| ([\w, ]+?) +\| (\w+) +\|", transitions_module.__doc__ or "", re.MULTILINE)
+    table = {change: (tuple(sources.split(", ")), target) for change, sources, target in rows if change != "change"}
+    assert table == TRANSITIONS
+
+
+@pytest.fixture
+def transitions(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    db = Database(tmp_path / "gxft.sqlite3")
+    blobs = BlobStore(tmp_path / "blobs")
+    jobs = JobRepository(db)
+    files = FileStore(FileRepository(db), blobs)
+    files.records.insert(FileRecord(
+        id="file-train", project="p", filename="train.jsonl", purpose="fine-tune", bytes=1, created_at=0,
+        status="processed", data_format="chat", example_count=20,
+    ))
+    registry = BaseModelRegistry.load(REPO_ROOT / "sample_data" / "models" / "registry.toml")
+    queue = open_queue(tmp_path / "queue.sqlite3")
+    yield JobTransitions(settings, jobs, files, registry, queue, JobResults(jobs, files, blobs))
+    db.close()
+
+
+def _queued_job(transitions: JobTransitions) -> JobRecord:
+    job = JobRecord(
+        id="ftjob-1", project="p", model="gxft/tiny-chat", base_model="gxft/tiny-chat", training_file="file-train",
+        validation_file=None, status="queued", created_at=0, seed=1, suffix=None, model_name_id="abc",
+        method_type="supervised", hyperparameters={"n_epochs": "auto", "batch_size": "auto",
+                                                   "learning_rate_multiplier": "auto"},
+        metadata=None, integrations=[],
+    )
+    transitions.jobs.insert(job)
+    return job
+
+
+def test_only_one_worker_claims_a_job(transitions):
+    job = _queued_job(transitions)
+    assert transitions.claim(job.id, "w1") is not None
+    assert transitions.claim(job.id, "w2") is None
+    assert transitions.jobs.get(job.id).worker_id == "w1"
+
+
+def test_a_completion_after_a_cancel_changes_nothing(transitions):
+    job = _queued_job(transitions)
+    transitions.claim(job.id, "w1")
+    transitions.cancel(transitions.jobs.get(job.id))
+    with pytest.raises(APIError) as refused:
+        transitions.complete(job.id, CompletionReport(worker_id="w1", trained_tokens=5, result_files={}))
+    assert refused.value.status == 409
+    with pytest.raises(APIError):
+        transitions.fail(job.id, FailureReport(worker_id="w1", code="x", message="late"))
+    after = transitions.jobs.get(job.id)
+    assert (after.status, after.fine_tuned_model, after.error) == ("cancelled", None, None)
+    # The worker hears the cancel in the answer to its next report, and lets go of the job.
+    assert transitions.report(job.id, ProgressReport(worker_id="w1")) == "cancel"
+    assert transitions.jobs.get(job.id).worker_id is None
+
+
+def test_a_paused_job_resumes_only_once_its_worker_lets_go(transitions):
+    job = _queued_job(transitions)
+    transitions.claim(job.id, "w1")
+    paused = transitions.pause(transitions.jobs.get(job.id))
+    assert paused.status == "paused"
+    with pytest.raises(APIError, match="still saving its pause checkpoint"):
+        transitions.resume(paused)
+    assert transitions.report(job.id, ProgressReport(worker_id="w1")) == "pause"
+    transitions.jobs.update(job.id, worker_id=None)  # as the pause checkpoint's report does
+    assert transitions.resume(transitions.jobs.get(job.id)).status == "queued"
+
+
+def test_a_finished_job_cannot_be_cancelled_or_paused(transitions):
+    job = _queued_job(transitions)
+    transitions.claim(job.id, "w1")
+    transitions.complete(job.id, CompletionReport(worker_id="w1", trained_tokens=5, result_files={}))
+    done = transitions.jobs.get(job.id)
+    assert done.status == "succeeded"
+    for change in (transitions.cancel, transitions.pause, transitions.resume):
+        with pytest.raises(APIError):
+            change(done)
+    assert transitions.jobs.get(job.id).status == "succeeded"
+    assert done.resolved is not None and done.resolved["n_epochs"] >= 1  # resolved at the claim
