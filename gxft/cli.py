@@ -81,17 +81,18 @@ def validate(args: argparse.Namespace) -> int:
     return 0 if all_ok else 1
 
 
-def _remote(handler):
-    """Run a remote command with a client; API and connection errors end it with a message and status 1."""
+def _remote(name: str):
+    """Run gxft/remote.py's `name` with a client; API and connection errors end it with a message and status 1.
+    By name: the openai SDK takes about a second to import, which `serve`, `worker` and `train` never pay."""
 
     def run(args: argparse.Namespace) -> int:
         import openai
 
-        from gxft.remote import make_client
+        from gxft import remote
 
-        client = make_client(args)
+        client = remote.make_client(args)
         try:
-            return handler(args, client)
+            return getattr(remote, name)(args, client)
         except openai.APIStatusError as exc:
             print(f"gxft: {exc.status_code} {exc.message}", file=sys.stderr)
         except openai.APIConnectionError as exc:
@@ -111,29 +112,27 @@ def _local(name: str):
 
 
 def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
-    from gxft import remote
-
-    def leaf(group, name: str, handler, help: str) -> argparse.ArgumentParser:
+    def leaf(group, name: str, handler: str, help: str) -> argparse.ArgumentParser:
         parser = group.add_parser(name, help=help, description=help, parents=[endpoint])
         parser.set_defaults(run=_remote(handler))
         return parser
 
     files = commands.add_parser("files", help="upload, list, get, download and delete files").add_subparsers(
         dest="files_command", required=True)
-    upload = leaf(files, "upload", remote.files_upload, "upload a file, then wait for its validation")
+    upload = leaf(files, "upload", "files_upload", "upload a file, then wait for its validation")
     upload.add_argument("file")
     upload.add_argument("--purpose", default="fine-tune")
     upload.add_argument("--no-wait", action="store_true", help="do not wait for validation")
-    leaf(files, "list", remote.files_list, "list files, newest first").add_argument("--purpose")
-    leaf(files, "get", remote.files_get, "show one file").add_argument("id")
-    download = leaf(files, "download", remote.files_download, "save a file's content")
+    leaf(files, "list", "files_list", "list files, newest first").add_argument("--purpose")
+    leaf(files, "get", "files_get", "show one file").add_argument("id")
+    download = leaf(files, "download", "files_download", "save a file's content")
     download.add_argument("id")
     download.add_argument("-o", "--output", help="where to save it (default: its file name)")
-    leaf(files, "delete", remote.files_delete, "delete a file").add_argument("id")
+    leaf(files, "delete", "files_delete", "delete a file").add_argument("id")
 
     jobs = commands.add_parser("jobs", help="create, watch and manage fine-tuning jobs").add_subparsers(
         dest="jobs_command", required=True)
-    create = leaf(jobs, "create", remote.jobs_create, "create a fine-tuning job (local files are uploaded first)")
+    create = leaf(jobs, "create", "jobs_create", "create a fine-tuning job (local files are uploaded first)")
     create.add_argument("--model", required=True, help="a base model, or a fine-tuned model (ft:…) to train further")
     create.add_argument("--training-file", required=True, help="a file id, or a local JSONL path")
     create.add_argument("--method", choices=["supervised", "dpo"], default="supervised",
@@ -152,34 +151,34 @@ def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
     create.add_argument("--suffix")
     create.add_argument("--seed", type=int)
     create.add_argument("--watch", action="store_true", help="then watch it to its end")
-    leaf(jobs, "list", remote.jobs_list, "list jobs, newest first").add_argument("--limit", type=int, default=20)
-    leaf(jobs, "get", remote.jobs_get, "show one job").add_argument("id")
+    leaf(jobs, "list", "jobs_list", "list jobs, newest first").add_argument("--limit", type=int, default=20)
+    leaf(jobs, "get", "jobs_get", "show one job").add_argument("id")
     for action in ("cancel", "pause", "resume"):
-        leaf(jobs, action, remote.jobs_action, f"{action} a job").add_argument("id")
+        leaf(jobs, action, "jobs_action", f"{action} a job").add_argument("id")
         jobs.choices[action].set_defaults(action=action)
-    events = leaf(jobs, "events", remote.jobs_events, "a job's events, oldest first")
+    events = leaf(jobs, "events", "jobs_events", "a job's events, oldest first")
     events.add_argument("id")
     events.add_argument("--limit", type=int, default=100)
-    leaf(jobs, "checkpoints", remote.jobs_checkpoints, "a job's checkpoints").add_argument("id")
-    leaf(jobs, "watch", remote.jobs_watch, "a live bar over a job's steps; exit status 0 only on success"
+    leaf(jobs, "checkpoints", "jobs_checkpoints", "a job's checkpoints").add_argument("id")
+    leaf(jobs, "watch", "jobs_watch", "a live bar over a job's steps; exit status 0 only on success"
          ).add_argument("id")
-    fetch = leaf(jobs, "download", remote.jobs_download, "fetch a checkpoint's files into a folder that peft loads")
+    fetch = leaf(jobs, "download", "jobs_download", "fetch a checkpoint's files into a folder that peft loads")
     fetch.add_argument("id")
     fetch.add_argument("--checkpoint", type=int, metavar="STEP", help="its step number (default: the last)")
     fetch.add_argument("--dir", help="the folder (default: JOB-step-N)")
 
     models = commands.add_parser("models", help="list and delete models").add_subparsers(
         dest="models_command", required=True)
-    leaf(models, "list", remote.models_list, "base and fine-tuned models")
-    leaf(models, "delete", remote.models_delete, "delete a fine-tuned model").add_argument("model")
+    leaf(models, "list", "models_list", "base and fine-tuned models")
+    leaf(models, "delete", "models_delete", "delete a fine-tuned model").add_argument("model")
 
-    chat = leaf(commands, "chat", remote.chat, "ask a model, streaming its answer")
+    chat = leaf(commands, "chat", "chat", "ask a model, streaming its answer")
     chat.add_argument("model")
     chat.add_argument("prompt")
     chat.add_argument("--system", help="a system message")
     chat.add_argument("--max-tokens", type=int)
     chat.add_argument("--temperature", type=float)
-    leaf(commands, "check-connection", remote.check_connection,
+    leaf(commands, "check-connection", "check_connection",
          "check the models, jobs and files endpoints: status and latency")
 
 

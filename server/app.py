@@ -84,8 +84,9 @@ def create_app(settings: Settings) -> Starlette:
             db.close()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/openapi.json", openapi_json), *files.routes,
-                *fine_tuning.routes, *models.routes, *completions.routes, *internal.routes, *dashboard.routes],
+        # Starlette tries routes in order: the ones clients poll (job retrieve and events) come first.
+        routes=[*fine_tuning.routes, *files.routes, *internal.routes, *completions.routes, *models.routes,
+                Route("/healthz", healthz), Route("/openapi.json", openapi_json), *dashboard.routes],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AuthMiddleware, api_keys=settings.api_keys, worker_token=settings.worker_token),

@@ -1,6 +1,5 @@
 """Stored records as the public wire objects of `/v1`: files, jobs, their events and checkpoints."""
 
-from typing import Any
 
 import msgspec
 
@@ -29,15 +28,9 @@ def file_object(record: FileRecord) -> FileObject:
     )
 
 
-def public_hyperparameters(job: JobRecord) -> dict[str, Any]:
-    """As requested ("auto" included) until training starts, then the resolved numbers."""
-    if job.resolved is None:
-        return dict(job.hyperparameters)
-    return dict(job.resolved)
-
-
 def job_object(job: JobRecord) -> FineTuningJob:
-    hyperparameters = public_hyperparameters(job)
+    # As requested ("auto" included) until training starts, then the resolved numbers.
+    hyperparameters = job.hyperparameters if job.resolved is None else job.resolved
     return FineTuningJob(
         id=job.id,
         created_at=job.created_at,
@@ -54,7 +47,8 @@ def job_object(job: JobRecord) -> FineTuningJob:
         training_file=job.training_file,
         validation_file=job.validation_file,
         estimated_finish=job.estimated_finish,
-        integrations=msgspec.convert(job.integrations, list[Integration]),
+        # (Most jobs have none: the conversion is skipped on the polling path.)
+        integrations=msgspec.convert(job.integrations, list[Integration]) if job.integrations else [],
         metadata=job.metadata,
         method={"type": job.method_type, job.method_type: {"hyperparameters": hyperparameters}},
         user_provided_suffix=job.suffix,

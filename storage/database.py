@@ -4,7 +4,6 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from storage.schema import migrate
 
@@ -42,25 +41,3 @@ class Database:
     def close(self) -> None:
         self.connection.close()
 
-
-def page_query(
-    db: Database,
-    table: str,
-    where: str,
-    params: list[Any],
-    after_seq: int | None,
-    limit: int,
-    descending: bool = True,
-) -> tuple[list[sqlite3.Row], bool]:
-    """One page of `table` in `seq` order, starting strictly after `after_seq`.
-
-    Returns the rows and whether more follow (one extra row is read to know).
-    """
-    if after_seq is not None:
-        where += " AND seq < ?" if descending else " AND seq > ?"
-        params = [*params, after_seq]
-    direction = "DESC" if descending else "ASC"
-    rows = db.all(
-        f"SELECT * FROM {table} WHERE {where} ORDER BY seq {direction} LIMIT ?", (*params, limit + 1)
-    )
-    return rows[:limit], len(rows) > limit

@@ -1,12 +1,12 @@
 """Metadata of uploaded files."""
 
-import sqlite3
 import time
 
 import msgspec
 
 from contract.literals import DataFormat, FilePurpose, FileStatus
-from storage.database import Database, page_query
+from storage.database import Database
+from storage.records import Table
 
 
 class FileRecord(msgspec.Struct, kw_only=True):
@@ -23,11 +23,7 @@ class FileRecord(msgspec.Struct, kw_only=True):
     example_count: int | None = None
 
 
-_COLUMNS = tuple(FileRecord.__struct_fields__)
-
-
-def _record(row: sqlite3.Row) -> FileRecord:
-    return FileRecord(**{name: row[name] for name in _COLUMNS})
+FILES = Table("files", FileRecord)
 
 
 class FileRepository:
@@ -35,24 +31,15 @@ class FileRepository:
         self.db = db
 
     def insert(self, record: FileRecord) -> None:
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        self.db.execute(
-            f"INSERT INTO files ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
-            tuple(getattr(record, name) for name in _COLUMNS),
-        )
+        FILES.insert(self.db, record)
 
     def get(self, project: str, file_id: str) -> FileRecord | None:
-        row = self.db.one(
-            "SELECT * FROM files WHERE id = ? AND project = ? AND deleted = 0"
-            " AND (expires_at IS NULL OR expires_at > ?)",
-            (file_id, project, int(time.time())),
-        )
-        return _record(row) if row else None
+        return FILES.one(self.db, "WHERE id = ? AND project = ? AND deleted = 0"
+                         " AND (expires_at IS NULL OR expires_at > ?)", (file_id, project, int(time.time())))
 
     def get_live(self, file_id: str) -> FileRecord | None:
         """A file not deleted, whatever its project (for the worker API and housekeeping)."""
-        row = self.db.one("SELECT * FROM files WHERE id = ? AND deleted = 0", (file_id,))
-        return _record(row) if row else None
+        return FILES.one(self.db, "WHERE id = ? AND deleted = 0", (file_id,))
 
     def live_ids(self) -> set[str]:
         return {row["id"] for row in self.db.all("SELECT id FROM files WHERE deleted = 0")}
@@ -70,8 +57,7 @@ class FileRepository:
         if purpose is not None:
             where += " AND purpose = ?"
             params.append(purpose)
-        rows, has_more = page_query(self.db, "files", where, params, after_seq, limit, descending)
-        return [_record(row) for row in rows], has_more
+        return FILES.page(self.db, where, params, after_seq, limit, descending)
 
     def mark_deleted(self, project: str, file_id: str) -> bool:
         cursor = self.db.execute(
@@ -89,5 +75,4 @@ class FileRepository:
         )
 
     def awaiting_validation(self) -> list[FileRecord]:
-        rows = self.db.all("SELECT * FROM files WHERE status = 'uploaded' AND deleted = 0 ORDER BY seq")
-        return [_record(row) for row in rows]
+        return FILES.all(self.db, "WHERE status = 'uploaded' AND deleted = 0 ORDER BY seq")

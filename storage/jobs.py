@@ -1,6 +1,5 @@
 """Metadata of fine-tuning jobs, their events and their checkpoints."""
 
-import sqlite3
 import time
 from typing import Any
 
@@ -8,10 +7,8 @@ import msgspec
 
 from contract.ids import new_id
 from contract.literals import TERMINAL_STATUSES, EventLevel, EventType, JobStatus, Method, WeightsKind
-from storage.database import Database, page_query
-
-_json_encode = msgspec.json.encode
-_json_decode = msgspec.json.decode
+from storage.database import Database
+from storage.records import Table
 
 
 class JobRecord(msgspec.Struct, kw_only=True):
@@ -66,30 +63,10 @@ class CheckpointRecord(msgspec.Struct, kw_only=True):
     state_blob: str | None = None
 
 
-_JSON_COLUMNS = {"hyperparameters", "resolved", "metadata", "integrations", "error", "result_files", "data", "metrics"}
-
-
-def _column_value(name: str, value: Any) -> Any:
-    return _json_encode(value).decode() if name in _JSON_COLUMNS and value is not None else value
-
-
-def _to_row(record: msgspec.Struct) -> dict[str, Any]:
-    return {name: _column_value(name, getattr(record, name)) for name in record.__struct_fields__}
-
-
-def _from_row(cls: type[msgspec.Struct], row: sqlite3.Row) -> Any:
-    values = {}
-    for name in cls.__struct_fields__:
-        value = row[name]
-        values[name] = _json_decode(value) if name in _JSON_COLUMNS and value is not None else value
-    return cls(**values)
-
-
-def _insert(db: Database, table: str, record: msgspec.Struct) -> None:
-    row = _to_row(record)
-    db.execute(
-        f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(':' + name for name in row)})", row
-    )
+JOBS = Table("jobs", JobRecord, frozenset({"hyperparameters", "resolved", "metadata", "integrations", "error",
+                                           "result_files"}))
+EVENTS = Table("job_events", EventRecord, frozenset({"data"}))
+CHECKPOINTS = Table("checkpoints", CheckpointRecord, frozenset({"metrics", "result_files"}))
 
 
 class JobRepository:
@@ -99,20 +76,18 @@ class JobRepository:
     # Jobs
 
     def insert(self, job: JobRecord) -> None:
-        _insert(self.db, "jobs", job)
+        JOBS.insert(self.db, job)
 
     def get(self, job_id: str, project: str | None = None) -> JobRecord | None:
         if project is None:
-            row = self.db.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        else:
-            row = self.db.one("SELECT * FROM jobs WHERE id = ? AND project = ?", (job_id, project))
-        return _from_row(JobRecord, row) if row else None
+            return JOBS.one(self.db, "WHERE id = ?", (job_id,))
+        return JOBS.one(self.db, "WHERE id = ? AND project = ?", (job_id, project))
 
     def update(self, job_id: str, *, if_status: tuple[JobStatus, ...] | None = None, held_by: str | None = None,
                if_unheld: bool = False, **changes: Any) -> bool:
         """Apply `changes` to the job, only while it is in one of `if_status` (when given), held by the
         worker `held_by` (when given) or held by no worker (`if_unheld`). Answers whether it changed."""
-        row = {name: _column_value(name, value) for name, value in changes.items()}
+        row = {name: JOBS.value(name, value) for name, value in changes.items()}
         assignments = ", ".join(f"{name} = :{name}" for name in row)
         guards = {"job_id": job_id}
         where = "id = :job_id"
@@ -141,15 +116,11 @@ class JobRepository:
         for key, value in (metadata or {}).items():
             where += " AND json_extract(metadata, ?) = ?"
             params += ['$."' + key.replace('"', '""') + '"', value]
-        rows, has_more = page_query(self.db, "jobs", where, params, after_seq, limit)
-        return [_from_row(JobRecord, row) for row in rows], has_more
+        return JOBS.page(self.db, where, params, after_seq, limit)
 
     def expired_leases(self, now: float) -> list[JobRecord]:
-        rows = self.db.all(
-            "SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at IS NOT NULL AND lease_expires_at < ?",
-            (now,),
-        )
-        return [_from_row(JobRecord, row) for row in rows]
+        return JOBS.all(self.db, "WHERE status = 'running' AND lease_expires_at IS NOT NULL AND lease_expires_at < ?",
+                        (now,))
 
     def paused_with_expired_lease(self, now: float) -> list[str]:
         rows = self.db.all(
@@ -163,8 +134,7 @@ class JobRepository:
                                                   TERMINAL_STATUSES)}
 
     def queued(self) -> list[JobRecord]:
-        rows = self.db.all("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq")
-        return [_from_row(JobRecord, row) for row in rows]
+        return JOBS.all(self.db, "WHERE status = 'queued' ORDER BY seq")
 
     # Events
 
@@ -181,7 +151,7 @@ class JobRepository:
             type=type,
             data=data,
         )
-        _insert(self.db, "job_events", event)
+        EVENTS.insert(self.db, event)
         return event
 
     def event_cursor_seq(self, job_id: str, event_id: str) -> int | None:
@@ -189,38 +159,29 @@ class JobRepository:
         return row["seq"] if row else None
 
     def events_page(self, job_id: str, after_seq: int | None, limit: int) -> tuple[list[EventRecord], bool]:
-        rows, has_more = page_query(self.db, "job_events", "job_id = ?", [job_id], after_seq, limit)
-        return [_from_row(EventRecord, row) for row in rows], has_more
+        return EVENTS.page(self.db, "job_id = ?", [job_id], after_seq, limit)
 
     # Checkpoints
 
     def add_checkpoint(self, checkpoint: CheckpointRecord) -> None:
-        _insert(self.db, "checkpoints", checkpoint)
+        CHECKPOINTS.insert(self.db, checkpoint)
 
     def get_checkpoint(self, job_id: str, checkpoint_id: str) -> CheckpointRecord | None:
-        row = self.db.one(
-            "SELECT * FROM checkpoints WHERE id = ? AND job_id = ? AND deleted = 0", (checkpoint_id, job_id)
-        )
-        return _from_row(CheckpointRecord, row) if row else None
+        return CHECKPOINTS.one(self.db, "WHERE id = ? AND job_id = ? AND deleted = 0", (checkpoint_id, job_id))
 
     def checkpoint_cursor_seq(self, job_id: str, checkpoint_id: str) -> int | None:
         row = self.db.one("SELECT seq FROM checkpoints WHERE id = ? AND job_id = ?", (checkpoint_id, job_id))
         return row["seq"] if row else None
 
     def checkpoints_page(self, job_id: str, after_seq: int | None, limit: int) -> tuple[list[CheckpointRecord], bool]:
-        rows, has_more = page_query(self.db, "checkpoints", "job_id = ? AND deleted = 0", [job_id], after_seq, limit)
-        return [_from_row(CheckpointRecord, row) for row in rows], has_more
+        return CHECKPOINTS.page(self.db, "job_id = ? AND deleted = 0", [job_id], after_seq, limit)
 
     def live_checkpoints(self, job_id: str) -> list[CheckpointRecord]:
         """Newest first."""
-        rows = self.db.all(
-            "SELECT * FROM checkpoints WHERE job_id = ? AND deleted = 0 ORDER BY seq DESC", (job_id,)
-        )
-        return [_from_row(CheckpointRecord, row) for row in rows]
+        return CHECKPOINTS.all(self.db, "WHERE job_id = ? AND deleted = 0 ORDER BY seq DESC", (job_id,))
 
     def live_checkpoint(self, checkpoint_id: str) -> CheckpointRecord | None:
-        row = self.db.one("SELECT * FROM checkpoints WHERE id = ? AND deleted = 0", (checkpoint_id,))
-        return _from_row(CheckpointRecord, row) if row else None
+        return CHECKPOINTS.one(self.db, "WHERE id = ? AND deleted = 0", (checkpoint_id,))
 
     def checkpoint_job_id(self, checkpoint_id: str) -> str | None:
         """The job that made a checkpoint, deleted or not."""
@@ -232,21 +193,17 @@ class JobRepository:
 
     def model_checkpoint(self, project: str, name: str) -> CheckpointRecord | None:
         """The live checkpoint called `name` of a succeeded job in `project`: a model that can be served."""
-        row = self.db.one(
-            "SELECT checkpoints.* FROM checkpoints JOIN jobs ON jobs.id = checkpoints.job_id"
-            " WHERE fine_tuned_model_checkpoint = ? AND deleted = 0 AND project = ? AND jobs.status = 'succeeded'",
-            (name, project),
+        return CHECKPOINTS.one(
+            self.db, "JOIN jobs ON jobs.id = checkpoints.job_id WHERE fine_tuned_model_checkpoint = ? AND deleted = 0"
+            " AND project = ? AND jobs.status = 'succeeded'", (name, project),
         )
-        return _from_row(CheckpointRecord, row) if row else None
 
     def model_checkpoints(self, project: str) -> list[CheckpointRecord]:
         """Every servable checkpoint of `project`, oldest first."""
-        rows = self.db.all(
-            "SELECT checkpoints.* FROM checkpoints JOIN jobs ON jobs.id = checkpoints.job_id"
-            " WHERE deleted = 0 AND project = ? AND jobs.status = 'succeeded' ORDER BY checkpoints.seq",
-            (project,),
+        return CHECKPOINTS.all(
+            self.db, "JOIN jobs ON jobs.id = checkpoints.job_id WHERE deleted = 0 AND project = ?"
+            " AND jobs.status = 'succeeded' ORDER BY checkpoints.seq", (project,),
         )
-        return [_from_row(CheckpointRecord, row) for row in rows]
 
     def live_state_blobs(self) -> set[str]:
         rows = self.db.all("SELECT state_blob FROM checkpoints WHERE deleted = 0 AND state_blob IS NOT NULL")

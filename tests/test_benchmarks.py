@@ -39,10 +39,13 @@ def test_job_benchmark_times_create_to_running_and_succeeded(tmp_path):
             <= figures["succeeded"]["median_s"])
 
 
-def test_api_benchmark_reads_without_errors_and_uploads(tmp_path):
-    report = bench("api", tmp_path, "--jobs", "200", "--events", "1000", "--seconds", "0.3", "--upload-mb", "5")
+def test_api_benchmark_reads_beside_bare_starlette_and_uploads(tmp_path):
+    report = bench("api", tmp_path, "--jobs", "200", "--events", "4000", "--seconds", "0.3", "--upload-mb", "5")
     for runs in report["reads"].values():
         assert [run["clients"] for run in runs] == [1, 32]
-        assert all(run["errors"] == 0 and run["requests"] > 0 for run in runs)
+        for run in runs:
+            for side in ("gxft", "bare"):
+                assert run[side]["errors"] == 0 and run[side]["requests"] > 0, (side, run[side]["first_errors"])
+            assert run["ratio"] > 0
     upload = report["upload"]
     assert upload["status"] == "processed" and upload["lines"] > 10_000 and upload["validation_lines_per_s"] > 0
