@@ -28,6 +28,7 @@ from server.openapi import openapi_json
 from server.request_ids import RequestIdMiddleware
 from server.services import Services
 from server.serving.engine import InferenceEngine
+from server.wire_cache import WireCache
 from server.worker_roster import WorkerRoster
 from storage.blobs import BlobStore
 from storage.database import Database
@@ -69,7 +70,7 @@ def create_app(settings: Settings) -> Starlette:
             settings=settings, files=file_store, file_validator=validator, jobs=jobs, registry=registry,
             admission=JobAdmission(settings, jobs, file_store, registry, workers, queue), transitions=transitions,
             results=results, catalog=ModelCatalog(registry, jobs, file_store, results, workers), engine=engine,
-            workers=workers,
+            workers=workers, wire_cache=WireCache(jobs),
         )
         validator.resume_pending()
         transitions.enqueue_waiting()

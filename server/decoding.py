@@ -1,8 +1,10 @@
 """Reading request bodies and query parameters into typed values, with OpenAI-style errors."""
 
-from typing import Any, TypeVar
+import functools
+from typing import Any, TypeVar, cast
 
 import msgspec
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
 from server.errors import APIError, invalid_request, malformed_body
@@ -57,9 +59,17 @@ async def decode_json(request: Request, body_type: type[T], empty: T | None = No
 
 
 def decode_query(request: Request, query_type: type[T]) -> T:
-    """The query string as `query_type`; `name[key]=value` pairs gather into a dict field `name`."""
+    """The query string as `query_type`; `name[key]=value` pairs gather into a dict field `name`.
+
+    Clients poll with the same few query strings, so each is decoded once: the decoded queries are
+    never changed, and a query string that is refused is refused again each time."""
+    return _decoded_query(cast(Any, query_type), request.scope["query_string"])  # (classes hash; mypy doubts it)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded_query(query_type: type[Any], query_string: bytes) -> Any:
     raw: dict[str, Any] = {}
-    for key, value in request.query_params.multi_items():
+    for key, value in QueryParams(query_string).multi_items():
         name, bracket, rest = key.partition("[")
         if bracket and rest.endswith("]") and not isinstance(raw.get(name), str):
             raw.setdefault(name, {})[rest[:-1]] = value

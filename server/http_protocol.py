@@ -31,8 +31,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _head_complete = False
     _refused = False
+    _chunk_bytes = 0
 
     def data_received(self, data: bytes) -> None:
+        self._chunk_bytes = len(data)
         super().data_received(data)
         if self.transport.is_closing():
             return
@@ -50,7 +52,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_complete = True
-        if len(self.url) + sum(len(name) + len(value) for name, value in self.headers) > MAX_HEAD_BYTES:
+        # The head came in this chunk and the earlier ones counted in `_head_bytes`: when those are under
+        # the cap, so is the head, and the exact measure (a sum over every header) is not needed.
+        within_cap = self._head_bytes + self._chunk_bytes <= MAX_HEAD_BYTES
+        if not within_cap and len(self.url) + sum(len(n) + len(v) for n, v in self.headers) > MAX_HEAD_BYTES:
             self._refused = True
             return
         super().on_headers_complete()

@@ -19,10 +19,7 @@ def after_cursor(after: str | None, resolve: Callable[[str], int | None]) -> int
     return position
 
 
-def list_page(items: Sequence[T], has_more: bool, id_of: Callable[[T], str]) -> ListPage[T]:
-    return ListPage(
-        data=list(items),
-        has_more=has_more,
-        first_id=id_of(items[0]) if items else None,
-        last_id=id_of(items[-1]) if items else None,
-    )
+def list_page(items: Sequence[T], ids: Sequence[str], has_more: bool) -> ListPage[T]:
+    """A page of items, each with its id (the items may be encoded answers, which name no id themselves)."""
+    return ListPage(data=list(items), has_more=has_more, first_id=ids[0] if ids else None,
+                    last_id=ids[-1] if ids else None)

@@ -13,6 +13,7 @@ from server.jobs.results import JobResults
 from server.jobs.transitions import JobTransitions
 from server.model_catalog import ModelCatalog
 from server.serving.engine import InferenceEngine
+from server.wire_cache import WireCache
 from server.worker_roster import WorkerRoster
 from storage.jobs import JobRepository
 
@@ -30,6 +31,7 @@ class Services:
     catalog: ModelCatalog
     engine: InferenceEngine
     workers: WorkerRoster
+    wire_cache: WireCache
 
 
 def services(request: Request) -> Services:

@@ -1,9 +1,10 @@
 """The SQLite connection: WAL, one writer (the server's event loop), migrations on open."""
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from storage.schema import migrate
 
@@ -19,13 +20,13 @@ class Database:
         self.connection.execute("PRAGMA busy_timeout = 5000")
         migrate(self.connection)
 
-    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Cursor:
         return self.connection.execute(sql, params)
 
-    def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+    def one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Row | None:
         return self.connection.execute(sql, params).fetchone()
 
-    def all(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+    def all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
         return self.connection.execute(sql, params).fetchall()
 
     @contextmanager

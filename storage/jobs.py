@@ -88,7 +88,7 @@ class JobRepository:
         """Apply `changes` to the job, only while it is in one of `if_status` (when given), held by the
         worker `held_by` (when given) or held by no worker (`if_unheld`). Answers whether it changed."""
         row = {name: JOBS.value(name, value) for name, value in changes.items()}
-        assignments = ", ".join(f"{name} = :{name}" for name in row)
+        assignments = ", ".join([*(f"{name} = :{name}" for name in row), "row_version = row_version + 1"])
         guards = {"job_id": job_id}
         where = "id = :job_id"
         if if_status is not None:
@@ -106,9 +106,21 @@ class JobRepository:
         row = self.db.one("SELECT seq FROM jobs WHERE id = ? AND project = ?", (job_id, project))
         return row["seq"] if row else None
 
+    def version(self, job_id: str, project: str) -> int | None:
+        """The job's row version (raised by every change), or None when the project has no such job."""
+        row = self.db.one("SELECT row_version FROM jobs WHERE id = ? AND project = ?", (job_id, project))
+        return row[0] if row else None
+
+    def versioned(self, job_ids: list[str]) -> list[tuple[JobRecord, int]]:
+        """The jobs, each with its row version."""
+        placeholders = ", ".join("?" for _ in job_ids)
+        rows = self.db.all(f"SELECT row_version, {JOBS.as_json} FROM jobs WHERE id IN ({placeholders})", job_ids)
+        return [(JOBS.decode(row[1]), row[0]) for row in rows]
+
     def list_page(
         self, project: str, metadata: dict[str, str] | None, metadata_null: bool, after_seq: int | None, limit: int
-    ) -> tuple[list[JobRecord], bool]:
+    ) -> tuple[list[tuple[str, int]], bool]:
+        """The page's jobs as (id, row version), newest first."""
         where = "project = ?"
         params: list[Any] = [project]
         if metadata_null:
@@ -116,7 +128,7 @@ class JobRepository:
         for key, value in (metadata or {}).items():
             where += " AND json_extract(metadata, ?) = ?"
             params += ['$."' + key.replace('"', '""') + '"', value]
-        return JOBS.page(self.db, where, params, after_seq, limit)
+        return JOBS.key_page(self.db, "id, row_version", where, params, after_seq, limit)
 
     def expired_leases(self, now: float) -> list[JobRecord]:
         return JOBS.all(self.db, "WHERE status = 'running' AND lease_expires_at IS NOT NULL AND lease_expires_at < ?",
@@ -158,8 +170,13 @@ class JobRepository:
         row = self.db.one("SELECT seq FROM job_events WHERE id = ? AND job_id = ?", (event_id, job_id))
         return row["seq"] if row else None
 
-    def events_page(self, job_id: str, after_seq: int | None, limit: int) -> tuple[list[EventRecord], bool]:
-        return EVENTS.page(self.db, "job_id = ?", [job_id], after_seq, limit)
+    def events_page(self, job_id: str, after_seq: int | None, limit: int) -> tuple[list[str], bool]:
+        """The ids of the page's events, newest first (events never change, so an id names its content)."""
+        rows, has_more = EVENTS.key_page(self.db, "id", "job_id = ?", [job_id], after_seq, limit)
+        return [row[0] for row in rows], has_more
+
+    def events(self, event_ids: list[str]) -> list[EventRecord]:
+        return EVENTS.all(self.db, f"WHERE id IN ({', '.join('?' for _ in event_ids)})", event_ids)
 
     # Checkpoints
 

@@ -8,6 +8,7 @@ path of every poll (job retrieve, job and event lists).
 Writing, each field is its column, the JSON columns encoded by msgspec.
 """
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -27,7 +28,8 @@ class Table(Generic[R]):
             f"'{column}', " + (f"json({name}.{column})" if column in json_columns else f"{name}.{column}")
             for column in self.columns
         )
-        self.select = f"SELECT json_object({fields}) FROM {name}"
+        self.as_json = f"json_object({fields})"  # the expression that writes a row as the record's JSON
+        self.select = f"SELECT {self.as_json} FROM {name}"
         self._decoder = msgspec.json.Decoder(record_type)
 
     def value(self, column: str, value: Any) -> Any:
@@ -38,21 +40,36 @@ class Table(Generic[R]):
         row = {column: self.value(column, getattr(record, column)) for column in self.columns}
         db.execute(f"INSERT INTO {self.name} ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)})", row)
 
-    def one(self, db: Database, rest: str, params: tuple | dict = ()) -> R | None:
+    def decode(self, json_row: str) -> R:
+        return self._decoder.decode(json_row)
+
+    def one(self, db: Database, rest: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> R | None:
         """The record of the first row of `SELECT … FROM table {rest}` (joins, WHERE, ORDER BY)."""
         row = db.one(f"{self.select} {rest}", params)
         return self._decoder.decode(row[0]) if row else None
 
-    def all(self, db: Database, rest: str, params: tuple | dict = ()) -> list[R]:
+    def all(self, db: Database, rest: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[R]:
         return [self._decoder.decode(row[0]) for row in db.all(f"{self.select} {rest}", params)]
 
     def page(self, db: Database, where: str, params: list[Any], after_seq: int | None, limit: int,
              descending: bool = True) -> tuple[list[R], bool]:
         """One page in `seq` order, starting strictly after `after_seq`, and whether more follow (one extra
         row is read to know)."""
+        rest, values = self._page_query(where, params, after_seq, limit, descending)
+        records = self.all(db, rest, values)
+        return records[:limit], len(records) > limit
+
+    def key_page(self, db: Database, keys: str, where: str, params: list[Any], after_seq: int | None, limit: int,
+                 descending: bool = True) -> tuple[list[tuple], bool]:
+        """As `page`, but only the `keys` columns of each row (say "id, row_version"), as tuples."""
+        rest, values = self._page_query(where, params, after_seq, limit, descending)
+        rows = [tuple(row) for row in db.all(f"SELECT {keys} FROM {self.name} {rest}", values)]
+        return rows[:limit], len(rows) > limit
+
+    def _page_query(self, where: str, params: list[Any], after_seq: int | None, limit: int,
+                    descending: bool) -> tuple[str, tuple]:
         if after_seq is not None:
             where += f" AND {self.name}.seq < ?" if descending else f" AND {self.name}.seq > ?"
             params = [*params, after_seq]
         direction = "DESC" if descending else "ASC"
-        records = self.all(db, f"WHERE {where} ORDER BY {self.name}.seq {direction} LIMIT ?", (*params, limit + 1))
-        return records[:limit], len(records) > limit
+        return f"WHERE {where} ORDER BY {self.name}.seq {direction} LIMIT ?", (*params, limit + 1)

@@ -111,6 +111,16 @@ MIGRATIONS: list[str] = [
         WHERE job_id IN (SELECT id FROM jobs WHERE json_extract(resolved, '$.lora') = 0);
     UPDATE jobs SET base_model = model WHERE base_model IS NULL;
     """ + ("ALTER TABLE jobs DROP COLUMN control;" if DROP_COLUMN else ""),
+    # 6: a job row's version, raised by every change, so that the server can keep each job's wire JSON
+    # per version and a poll reads only ids and versions (server/wire_cache.py). The page indexes gain
+    # those columns, so that a page of ids is read from the index alone (40 µs → 16 µs for 21 rows).
+    """
+    ALTER TABLE jobs ADD COLUMN row_version INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX jobs_by_project;
+    CREATE INDEX jobs_by_project ON jobs (project, seq, id, row_version);
+    DROP INDEX job_events_by_job;
+    CREATE INDEX job_events_by_job ON job_events (job_id, seq, id);
+    """,
 ]
 
 

@@ -35,7 +35,7 @@ async def list_files(request: Request) -> MsgspecResponse:
     after = after_cursor(query.after, lambda file_id: svc.files.records.cursor_seq(owner, file_id))
     records, has_more = svc.files.records.list_page(owner, query.purpose, after, query.limit,
                                                     descending=query.order == "desc")
-    return MsgspecResponse(list_page([file_object(r) for r in records], has_more, lambda f: f.id))
+    return MsgspecResponse(list_page([file_object(r) for r in records], [r.id for r in records], has_more))
 
 
 def _project_file(request: Request) -> FileRecord:

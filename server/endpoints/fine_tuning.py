@@ -7,7 +7,7 @@ from server.decoding import decode_json, decode_query
 from server.errors import checkpoint_not_found, job_not_found
 from server.openapi import operation
 from server.pagination import after_cursor, list_page
-from server.presenters import checkpoint_object, event_object, job_object
+from server.presenters import checkpoint_object, job_object
 from server.protocol import (
     CheckpointListQuery,
     CreateFineTuningJobRequest,
@@ -19,8 +19,17 @@ from server.protocol import (
     ListPage,
 )
 from server.responses import MsgspecResponse
-from server.services import project, services
+from server.services import Services, project, services
 from storage.jobs import JobRecord
+
+
+def _project_job_version(request: Request, svc: Services) -> tuple[str, int]:
+    """The project's job named in the path, as (id, row version), without reading the whole row."""
+    job_id = request.path_params["job_id"]
+    version = svc.jobs.version(job_id, project(request))
+    if version is None:
+        raise job_not_found(job_id)
+    return job_id, version
 
 
 def _project_job(request: Request) -> JobRecord:
@@ -45,13 +54,15 @@ async def list_jobs(request: Request) -> MsgspecResponse:
     query = decode_query(request, JobListQuery)
     after = after_cursor(query.after, lambda job_id: svc.jobs.cursor_seq(owner, job_id))
     metadata = query.metadata if isinstance(query.metadata, dict) else {}
-    jobs, has_more = svc.jobs.list_page(owner, metadata, query.metadata == "null", after, query.limit)
-    return MsgspecResponse(list_page([job_object(job) for job in jobs], has_more, lambda j: j.id))
+    keys, has_more = svc.jobs.list_page(owner, metadata, query.metadata == "null", after, query.limit)
+    return MsgspecResponse(list_page(svc.wire_cache.jobs_json(keys), [job_id for job_id, _ in keys], has_more))
 
 
 @operation("Retrieve a fine-tuning job", response=FineTuningJob)
 async def retrieve_job(request: Request) -> MsgspecResponse:
-    return MsgspecResponse(job_object(_project_job(request)))
+    svc = services(request)
+    (answer,) = svc.wire_cache.jobs_json([_project_job_version(request, svc)])
+    return MsgspecResponse(answer)
 
 
 @operation("Cancel a fine-tuning job", response=FineTuningJob)
@@ -71,12 +82,12 @@ async def resume_job(request: Request) -> MsgspecResponse:
 
 @operation("List a job's events", query=EventListQuery, response=ListPage[FineTuningJobEvent])
 async def list_events(request: Request) -> MsgspecResponse:
-    job = _project_job(request)
     svc = services(request)
+    job_id, _ = _project_job_version(request, svc)
     query = decode_query(request, EventListQuery)
-    after = after_cursor(query.after, lambda event_id: svc.jobs.event_cursor_seq(job.id, event_id))
-    events, has_more = svc.jobs.events_page(job.id, after, query.limit)
-    return MsgspecResponse(list_page([event_object(e) for e in events], has_more, lambda e: e.id))
+    after = after_cursor(query.after, lambda event_id: svc.jobs.event_cursor_seq(job_id, event_id))
+    event_ids, has_more = svc.jobs.events_page(job_id, after, query.limit)
+    return MsgspecResponse(list_page(svc.wire_cache.events_json(event_ids), event_ids, has_more))
 
 
 @operation("List a job's checkpoints", query=CheckpointListQuery, response=ListPage[FineTuningJobCheckpoint])
@@ -86,7 +97,8 @@ async def list_checkpoints(request: Request) -> MsgspecResponse:
     query = decode_query(request, CheckpointListQuery)
     after = after_cursor(query.after, lambda checkpoint_id: svc.jobs.checkpoint_cursor_seq(job.id, checkpoint_id))
     checkpoints, has_more = svc.jobs.checkpoints_page(job.id, after, query.limit)
-    return MsgspecResponse(list_page([checkpoint_object(c) for c in checkpoints], has_more, lambda c: c.id))
+    return MsgspecResponse(list_page([checkpoint_object(c) for c in checkpoints], [c.id for c in checkpoints],
+                                     has_more))
 
 
 @operation("Retrieve a checkpoint", response=FineTuningJobCheckpoint)
