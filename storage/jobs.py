@@ -88,7 +88,7 @@ class JobRepository:
         """Apply `changes` to the job, only while it is in one of `if_status` (when given), held by the
         worker `held_by` (when given) or held by no worker (`if_unheld`). Answers whether it changed."""
         row = {name: JOBS.value(name, value) for name, value in changes.items()}
-        assignments = ", ".join([*(f"{name} = :{name}" for name in row), "row_version = row_version + 1"])
+        assignments = ", ".join(f"{name} = :{name}" for name in row)
         guards = {"job_id": job_id}
         where = "id = :job_id"
         if if_status is not None:
