@@ -68,11 +68,13 @@ class ProgressReport(msgspec.Struct, kw_only=True):
     estimated_finish: int | None = None
 
 
-Order = Literal["continue", "cancel", "pause", "stop"]
+# What the training loop hears after each step: go on, save a pause checkpoint, or stop because the job
+# is no longer this worker's (cancelled, ended or taken back: the server refuses its reports with 409).
+Order = Literal["continue", "pause", "stop"]
 
 
 class ReportReply(msgspec.Struct):
-    """`cancel` and `pause` come from the user; `stop` means the job is no longer this worker's."""
+    """The user's latest order for a job its worker still holds: "continue" or "pause"."""
 
     order: Order
 

@@ -73,9 +73,11 @@ def test_a_completion_after_a_cancel_changes_nothing(transitions):
         transitions.fail(job.id, FailureReport(worker_id="w1", code="x", message="late"))
     after = transitions.jobs.get(job.id)
     assert (after.status, after.fine_tuned_model, after.error) == ("cancelled", None, None)
-    # The worker hears the cancel in the answer to its next report, and lets go of the job.
-    assert transitions.report(job.id, ProgressReport(worker_id="w1")) == "cancel"
+    # The job has no worker from the cancel on; the old worker's next report is refused, and it stops.
     assert transitions.jobs.get(job.id).worker_id is None
+    with pytest.raises(APIError) as refused:
+        transitions.report(job.id, ProgressReport(worker_id="w1", trained_steps=3))
+    assert refused.value.status == 409 and transitions.jobs.get(job.id).trained_steps == 0
 
 
 def test_a_paused_job_resumes_only_once_its_worker_lets_go(transitions):

@@ -1,8 +1,8 @@
 """Progress reports off the training loop's path: events are batched and sent by a background thread.
 
 The loop only appends to a buffer; every `interval` seconds the thread posts what has gathered
-(which also renews the job's lease) and keeps the server's latest order (continue, cancel, pause,
-stop) for the loop to read after each step.
+(which also renews the job's lease) and keeps the latest order (continue, pause, or stop when the
+server refuses the report because the job is no longer this worker's) for the loop to read after each step.
 """
 
 import logging
@@ -12,7 +12,7 @@ from typing import Any
 
 from contract.internal_api import Order, ProgressReport, WorkerEvent
 from contract.literals import EventLevel, EventType
-from worker.client import WorkerClient
+from worker.client import JobTaken, WorkerClient
 
 log = logging.getLogger("gxft.worker")
 
@@ -57,6 +57,9 @@ class ProgressReporter:
                 report = ProgressReport(worker_id=self.client.worker_id, events=events, **self._progress)
             try:
                 order = self.client.report(self.job_id, report)
+            except JobTaken:  # cancelled, ended or taken back: the loop stops at its next step
+                self.order = "stop"
+                return self.order
             except Exception:
                 with self._lock:
                     self._events[:0] = events  # keep them for the next try: nothing is lost

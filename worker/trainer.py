@@ -40,7 +40,7 @@ class TrainingHooks(Protocol):
 
 @dataclass
 class TrainingResult:
-    status: Literal["completed", "cancel", "pause", "stop"]  # "completed", or the order that stopped the loop
+    status: Literal["completed", "pause", "stop"]  # "completed", or the order that stopped the loop
     trained_tokens: int = 0
     metric_rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -144,6 +144,6 @@ class Trainer:
                 if order == "pause" and self.step < self.total_steps:
                     self._checkpoint(hooks, metrics, final=False, paused=True)
                     return TrainingResult("pause", self.trained_tokens, rows)
-                if order in ("cancel", "stop"):
-                    return TrainingResult(order, self.trained_tokens, rows)
+                if order == "stop":
+                    return TrainingResult("stop", self.trained_tokens, rows)
         return TrainingResult("completed", self.trained_tokens, rows)

@@ -29,8 +29,9 @@ A worker holds a lease on its running job, renewed by every report; a job whose 
 is queued again and the next worker resumes it from its last checkpoint. The user's orders for a
 running job travel to its worker in the answer to its next report: a paused job keeps its worker
 until the worker has saved a pause checkpoint (which is why a paused job may still complete, when
-the pause came during its last step, or fail while saving), and a cancelled job's worker lets go
-when it hears the order.
+the pause came during its last step, or fail while saving). A cancelled job has no worker from the
+moment it is cancelled: whatever its old worker reports is refused (409), which tells it to stop.
+A job in a final status never changes again.
 """
 
 import logging
@@ -61,7 +62,7 @@ TRANSITIONS: dict[str, tuple[tuple[JobStatus, ...], JobStatus]] = {
     "cancel": (("validating_files", "queued", "running", "paused"), "cancelled"),
 }
 # The order a worker hears in the answer to its report, by the job's status; any other status: "stop".
-ORDERS: dict[JobStatus, Order] = {"running": "continue", "paused": "pause", "cancelled": "cancel"}
+ORDERS: dict[JobStatus, Order] = {"running": "continue", "paused": "pause"}
 # What a worker may still report on: a paused job's worker is saving its pause checkpoint.
 HELD_STATUSES: tuple[JobStatus, ...] = ("running", "paused")
 
@@ -91,8 +92,8 @@ class JobTransitions:
 
     def cancel(self, job: JobRecord) -> JobRecord:
         with self.jobs.db.transaction():
-            # The worker keeps the job until it hears the order (`report`).
-            if not self._change(job.id, "cancel", estimated_finish=None):
+            # The worker lets go at once: whatever it reports from now on is refused, so the job stays cancelled.
+            if not self._change(job.id, "cancel", estimated_finish=None, worker_id=None, lease_expires_at=None):
                 status = self._current(job.id).status
                 raise invalid_request(f"Job {job.id} has already {status}; it cannot be cancelled.", param="id")
             self.jobs.add_event(job.id, "The job was cancelled", data={})
@@ -156,23 +157,22 @@ class JobTransitions:
         return job
 
     def report(self, job_id: str, report: ProgressReport) -> Order:
-        """Progress from the worker (which renews its lease); answers the user's latest order."""
+        """Progress from the worker that holds the job (which renews its lease); answers the user's latest
+        order. A report on a job the worker no longer holds (cancelled, ended, taken back) changes nothing."""
         with self.jobs.db.transaction():
-            job = self.jobs.get(job_id)
-            if job is None or not self.jobs.update(
-                job.id, held_by=report.worker_id,
+            job = self.held_job(job_id, report.worker_id)
+            if not self.jobs.update(
+                job.id, if_status=HELD_STATUSES, held_by=report.worker_id,
                 trained_steps=report.trained_steps, total_steps=report.total_steps,
                 trained_tokens=report.trained_tokens,
                 estimated_finish=report.estimated_finish if job.status == "running" else None,
                 lease_expires_at=time.time() + self.settings.lease_seconds,
             ):
-                return "stop"
+                raise job_not_held(job.id)
             for event in report.events:
                 self.jobs.add_event(job.id, event.message, level=event.level, type=event.type, data=event.data,
                                     created_at=event.created_at)
-            if job.status == "cancelled":  # the worker has heard the order: it lets go
-                self.jobs.update(job.id, held_by=report.worker_id, worker_id=None, lease_expires_at=None)
-        return ORDERS.get(job.status, "stop")
+        return ORDERS[job.status]
 
     def add_checkpoint(self, job_id: str, report: CheckpointReport) -> CheckpointRecord:
         with self.jobs.db.transaction():
