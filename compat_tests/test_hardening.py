@@ -93,3 +93,65 @@ def test_a_completion_racing_a_cancel_has_one_outcome(bare):
             assert events[-1] == "The job was cancelled"
         outcomes.append(job.status)
     assert set(outcomes) <= {"succeeded", "cancelled"}
+
+
+def _multipart(fields: dict[str, str], content: bytes, filename: str = "data.bin") -> bytes:
+    parts = [f'--b\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields.items()]
+    parts.append(f'--b\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n\r\n'.encode()
+                 + content + b"\r\n--b--\r\n")
+    return b"".join(parts)
+
+
+def _post_form(server: ServerProcess, body: bytes) -> httpx2.Response:
+    return httpx2.post(server.base_url + "/v1/files", content=body, timeout=60,
+                       headers={"Authorization": "Bearer sk-test", "Content-Type": "multipart/form-data; boundary=b"})
+
+
+def _stored(server: ServerProcess) -> tuple[set[str], list[str]]:
+    blobs = server.data_dir / "blobs"
+    return ({f.id for f in server.client().files.list()},
+            sorted(p.name for p in (blobs / "tmp").iterdir()))
+
+
+@pytest.mark.parametrize("cut", ["half the file part", "10 bytes short", "no closing boundary"])
+def test_a_truncated_upload_is_refused_and_leaves_nothing(bare, cut):
+    whole = _multipart({"purpose": "user_data"}, b"x" * 100_000)
+    body = {"half the file part": whole[: len(whole) // 2], "10 bytes short": whole[:-10],
+            "no closing boundary": whole[: -len(b"--b--\r\n")]}[cut]
+    files_before, _ = _stored(bare)
+    answer = _post_form(bare, body)  # with a Content-Length that matches what is sent
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "incomplete_upload"
+    assert _stored(bare) == (files_before, [])
+    assert _post_form(bare, whole).status_code == 200  # the whole body is taken
+
+
+def test_form_fields_are_bounded_in_number_and_size(bare):
+    many = _multipart({f"field{i}": "x" for i in range(10_000)}, b"tiny")
+    answer = _post_form(bare, many)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "form_too_large"
+    heavy = _multipart({f"field{i}": "x" * 60_000 for i in range(8)}, b"tiny")
+    answer = _post_form(bare, heavy)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "form_too_large"
+    assert _stored(bare)[1] == []
+
+
+def test_a_download_racing_a_delete_is_whole_or_404(bare):
+    client = bare.client()
+    payload = bytes(range(256)) * 4_000  # 1 MB
+    outcomes = {"whole": 0, "404": 0}
+    for _ in range(60):
+        file_id = client.files.create(file=("race.bin", payload), purpose="user_data").id
+        with concurrent.futures.ThreadPoolExecutor(7) as pool:
+            downloads = [pool.submit(httpx2.get, f"{bare.base_url}/v1/files/{file_id}/content",
+                                     headers={"Authorization": "Bearer sk-test"}, timeout=60) for _ in range(6)]
+            pool.submit(client.files.delete, file_id).result()
+        for answer in (download.result() for download in downloads):
+            assert answer.status_code in (200, 404), answer.text
+            if answer.status_code == 200:
+                assert answer.content == payload, "a body cut short"
+                outcomes["whole"] += 1
+            else:
+                outcomes["404"] += 1
+    assert sum(outcomes.values()) == 360
+    assert "Traceback" not in bare.log()

@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 
 class BlobWriter:
@@ -71,6 +72,13 @@ class BlobStore:
         if not blob_id or "/" in blob_id or blob_id.startswith("."):
             raise ValueError(f"invalid blob id {blob_id!r}")
         return self.root / blob_id
+
+    def open(self, blob_id: str) -> BinaryIO | None:
+        """The blob for reading, or None when there is none. Deleting it later does not cut a read short."""
+        try:
+            return open(self.path(blob_id), "rb")
+        except FileNotFoundError:
+            return None
 
     def exists(self, blob_id: str) -> bool:
         return self.path(blob_id).is_file()

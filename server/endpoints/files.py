@@ -1,7 +1,6 @@
 """`/v1/files`: upload, list, retrieve, delete and download files."""
 
 from starlette.requests import Request
-from starlette.responses import FileResponse
 from starlette.routing import Route
 
 from server.decoding import decode_query
@@ -11,7 +10,7 @@ from server.openapi import operation
 from server.pagination import after_cursor, list_page
 from server.presenters import file_object
 from server.protocol import DeletedObject, FileListQuery, FileObject, FileUploadForm, ListPage
-from server.responses import MsgspecResponse
+from server.responses import MsgspecResponse, OpenFileResponse
 from server.services import project, services
 from storage.files import FileRecord
 
@@ -59,10 +58,13 @@ async def delete_file(request: Request) -> MsgspecResponse:
 
 
 @operation("Download a file's content", download=("application/octet-stream", "text/csv"))
-async def file_content(request: Request) -> FileResponse:
+async def file_content(request: Request) -> OpenFileResponse:
     record = _project_file(request)
-    media_type = "text/csv" if record.filename.endswith(".csv") else "application/octet-stream"
-    return FileResponse(services(request).files.content_path(record.id), media_type=media_type)
+    content = services(request).files.open_content(record.id)
+    if content is None:  # deleted since its record was read
+        raise not_found("File", record.id)
+    return OpenFileResponse(content, media_type="text/csv" if record.filename.endswith(".csv")
+                            else "application/octet-stream")
 
 
 routes = [

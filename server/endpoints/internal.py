@@ -3,8 +3,8 @@
 Only the worker token opens these routes (see server/auth.py); they are not part of `/v1`.
 """
 
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from contract.internal_api import (
@@ -19,11 +19,11 @@ from contract.internal_api import (
 )
 from server.decoding import decode_json
 from server.errors import APIError, is_out_of_space, not_found
-from server.files.multipart import out_of_space
+from server.files.multipart import incomplete_upload, out_of_space
 from server.files.store import commit_blob
 from server.jobs.results import ScratchKind
 from server.presenters import checkpoint_object, job_object
-from server.responses import MsgspecResponse
+from server.responses import MsgspecResponse, OpenFileResponse
 from server.services import services
 from storage.blobs import BlobWriter
 
@@ -52,6 +52,8 @@ async def _receive_raw(request: Request, writer: BlobWriter) -> None:
     try:
         async for chunk in stream:
             writer.write(chunk)
+    except ClientDisconnect:
+        raise incomplete_upload("The worker closed the connection before the whole body arrived") from None
     except OSError as exc:
         if not is_out_of_space(exc):
             raise
@@ -95,20 +97,21 @@ async def fail_job(request: Request) -> MsgspecResponse:
     return MsgspecResponse(job_object(job))
 
 
-async def file_content(request: Request) -> FileResponse:
+async def file_content(request: Request) -> OpenFileResponse:
     file_id = request.path_params["file_id"]
     files = services(request).files
-    if files.get_live(file_id) is None:
+    content = files.open_content(file_id) if files.get_live(file_id) is not None else None
+    if content is None:
         raise not_found("File", file_id)
-    return FileResponse(files.content_path(file_id), media_type="application/octet-stream")
+    return OpenFileResponse(content, media_type="application/octet-stream")
 
 
-async def state_blob_content(request: Request) -> FileResponse:
+async def state_blob_content(request: Request) -> OpenFileResponse:
     blob_id = request.path_params["blob_id"]
-    path = services(request).results.state_blob_path(blob_id)
-    if path is None:
+    content = services(request).results.open_state(blob_id)
+    if content is None:
         raise not_found("training state", blob_id, param="blob_id")
-    return FileResponse(path, media_type="application/octet-stream")
+    return OpenFileResponse(content, media_type="application/octet-stream")
 
 
 routes = [

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import python_multipart
 from python_multipart.multipart import parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from contract.literals import UPLOAD_PURPOSES
 from server.decoding import field_path
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 64 * 1024
+# The form of `POST /v1/files` has four text fields and the file: more parts, or more field text in all,
+# is not an upload but a load on the server's memory.
+MAX_FORM_PARTS = 16
+MAX_FORM_FIELD_BYTES = 256 * 1024
 # A client that keeps sending after the limit is cut off after this much more.
 MAX_DRAIN_BYTES = 8 * 1024 * 1024 * 1024
 
@@ -40,6 +44,17 @@ _FIELD_PROBLEMS = {
 
 class UploadTooLarge(Exception):
     pass
+
+
+class FormTooLarge(Exception):
+    def __init__(self, message: str, param: str | None):
+        super().__init__(message)
+        self.param = param
+
+
+def incomplete_upload(what: str) -> APIError:
+    return invalid_request(f"{what}, so the upload is incomplete and nothing was stored. Send the whole body.",
+                           param="file", code="incomplete_upload")
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,9 @@ class _PartCollector:
         self.field_name: str | None = None
         self.field_value = bytearray()
         self.in_file = False
+        self.parts = 0
+        self.field_bytes = 0
+        self.complete = False  # the closing boundary arrived
 
     def callbacks(self) -> "MultipartCallbacks":
         return {
@@ -72,6 +90,7 @@ class _PartCollector:
             "on_headers_finished": self.on_headers_finished,
             "on_part_data": self.on_part_data,
             "on_part_end": self.on_part_end,
+            "on_end": self.on_end,
         }
 
     def _add_header_name(self, data: bytes) -> None:
@@ -81,6 +100,10 @@ class _PartCollector:
         self.header_value += data
 
     def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_FORM_PARTS:
+            raise FormTooLarge(f"The form has more than {MAX_FORM_PARTS} parts; an upload has a 'file' part and "
+                               "a few fields.", None)
         self.disposition = b""
         self.field_name = None
         self.field_value = bytearray()
@@ -108,13 +131,20 @@ class _PartCollector:
                 raise UploadTooLarge()
             self.writer.write(data[start:end])
             return
+        self.field_bytes += end - start
         if len(self.field_value) + (end - start) > MAX_FIELD_BYTES:
-            raise invalid_request(f"The form field {self.field_name!r} is too long.", param=self.field_name)
+            raise FormTooLarge(f"The form field {self.field_name!r} is longer than {MAX_FIELD_BYTES} bytes.",
+                               self.field_name)
+        if self.field_bytes > MAX_FORM_FIELD_BYTES:
+            raise FormTooLarge(f"The form's fields hold more than {MAX_FORM_FIELD_BYTES} bytes in all.", None)
         self.field_value += data[start:end]
 
     def on_part_end(self) -> None:
         if not self.in_file and self.field_name is not None:
             self.fields[self.field_name] = self.field_value.decode("utf-8", "replace")
+
+    def on_end(self) -> None:
+        self.complete = True
 
 
 def _decode_fields(fields: dict[str, str]) -> FileUploadFields:
@@ -148,6 +178,11 @@ async def receive_upload(request: Request, writer: BlobWriter, max_bytes: int) -
             async for chunk in stream:
                 parser.write(chunk)
             parser.finalize()
+        except FormTooLarge as exc:
+            await drain(stream)
+            raise invalid_request(str(exc), param=exc.param, code="form_too_large") from None
+        except ClientDisconnect:
+            raise incomplete_upload("The client closed the connection before the whole body arrived") from None
         except UploadTooLarge:
             await drain(stream)
             raise APIError(
@@ -162,6 +197,8 @@ async def receive_upload(request: Request, writer: BlobWriter, max_bytes: int) -
             raise await out_of_space(writer, stream) from None
     except python_multipart.exceptions.FormParserError as exc:
         raise malformed_body(f"The multipart body could not be parsed: {exc}.") from None
+    if not collector.complete:
+        raise incomplete_upload("The multipart body ends before its closing boundary")
     if collector.filename is None:
         raise invalid_request("Missing required parameter: 'file'.", param="file")
     return ReceivedUpload(fields=_decode_fields(collector.fields), filename=collector.filename)

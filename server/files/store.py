@@ -10,6 +10,7 @@ import asyncio
 import time
 import unicodedata
 from pathlib import Path
+from typing import BinaryIO
 
 from contract.ids import new_id
 from contract.literals import FilePurpose
@@ -59,6 +60,10 @@ class FileStore:
 
     def content_path(self, file_id: str) -> Path:
         return self.blobs.path(file_id)
+
+    def open_content(self, file_id: str) -> BinaryIO | None:
+        """The file's content, opened now (a later delete cannot cut it short); None once it is gone."""
+        return self.blobs.open(file_id)
 
     def new_upload(self) -> BlobWriter:
         """The blob of an upload about to stream in; its id becomes the file's id."""

@@ -9,8 +9,7 @@ completes leaves no file, only scratch, which goes when the job ends or at the n
 """
 
 import time
-from pathlib import Path
-from typing import Literal, get_args
+from typing import BinaryIO, Literal, get_args
 
 from contract.ids import new_id, random_base62
 from contract.internal_api import CheckpointReport, ResumePoint, StartingWeights
@@ -40,12 +39,10 @@ class JobResults:
     def scratch_writer(self, kind: ScratchKind, job_id: str) -> BlobWriter:
         return self.blobs.writer(new_id(_scratch_prefix(kind, job_id)))
 
-    def state_blob_path(self, blob_id: str) -> Path | None:
-        """Where training state is kept for a resuming worker; None for any other blob."""
-        kind = blob_id.partition("-")[0]
-        if kind != "state" or not self.blobs.exists(blob_id):
-            return None
-        return self.blobs.path(blob_id)
+    def open_state(self, blob_id: str) -> BinaryIO | None:
+        """Training state for a resuming worker, opened now (pruning cannot cut it short); None for any other
+        blob, or one that is gone."""
+        return self.blobs.open(blob_id) if blob_id.partition("-")[0] == "state" else None
 
     def _check_scratch(self, job: JobRecord, kind: ScratchKind, blob_id: str) -> None:
         if not blob_id.startswith(_scratch_prefix(kind, job.id)) or not self.blobs.exists(blob_id):
