@@ -5,8 +5,11 @@ Some tests speak the internal API themselves, as a worker would, on a server sta
 own worker: that is how a late or hostile report reaches the server."""
 
 import concurrent.futures
+import sqlite3
+import time
 
 import httpx2
+import openai
 import pytest
 
 from compat_tests.server_process import ServerProcess
@@ -155,3 +158,37 @@ def test_a_download_racing_a_delete_is_whole_or_404(bare):
                 outcomes["404"] += 1
     assert sum(outcomes.values()) == 360
     assert "Traceback" not in bare.log()
+
+
+def _expire(server: ServerProcess, file_id: str) -> None:
+    """As if the hour had passed: the shortest expiry OpenAI allows is 3600 s."""
+    with sqlite3.connect(server.data_dir / "gxft.sqlite3") as db:
+        db.execute("UPDATE files SET expires_at = ? WHERE id = ?", (int(time.time()) - 1, file_id))
+
+
+def test_an_expired_file_is_swept_and_never_served(start_server):
+    server = start_server(env={"GXFT_LEASE_SECONDS": "2", "GXFT_WORKER_TOKEN": WORKER_TOKEN})
+    client = server.client()
+    expiring = {"expires_after": {"anchor": "created_at", "seconds": 3600}}
+    running, at_restart = (client.files.create(file=(f"{name}.bin", b"secret"), purpose="user_data", **expiring).id
+                           for name in ("running", "restart"))
+    internal = httpx2.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
+    assert internal.get(f"/internal/files/{running}/content").status_code == 200
+
+    _expire(server, running)
+    assert internal.get(f"/internal/files/{running}/content").status_code == 404  # at once, before the sweep
+    deadline = time.monotonic() + 30
+    while (server.data_dir / "blobs" / running).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (server.data_dir / "blobs" / running).exists(), "the sweep did not remove the blob"
+
+    server.stop()
+    _expire(server, at_restart)
+    restarted = ServerProcess(server.data_dir, env={"GXFT_WORKER_TOKEN": WORKER_TOKEN}, worker=False)
+    try:
+        assert not (server.data_dir / "blobs" / at_restart).exists()  # swept at start-up
+        for file_id in (running, at_restart):
+            with pytest.raises(openai.NotFoundError):
+                restarted.client().files.retrieve(file_id)
+    finally:
+        restarted.stop()

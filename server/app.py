@@ -42,13 +42,15 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def _watch_leases(transitions: JobTransitions, lease_seconds: float) -> None:
+async def _housekeeping(transitions: JobTransitions, files: FileStore, lease_seconds: float) -> None:
+    """Jobs whose worker went silent are queued again; files past their expiry go."""
     while True:
         await asyncio.sleep(max(0.5, lease_seconds / 4))
         try:
             transitions.requeue_expired()
+            files.sweep_expired()
         except Exception:
-            log.exception("checking job leases failed")
+            log.exception("housekeeping failed")
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -60,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
         file_store = FileStore(FileRepository(db), blobs)
         results = JobResults(jobs, file_store, blobs)
         results.sweep()
+        file_store.sweep_expired()
         validator = FileValidator(file_store, settings.min_examples)
         registry = BaseModelRegistry.load(settings.models_file, settings.profile)
         queue = open_queue(settings.queue_path, settings.redis_url)
@@ -74,12 +77,13 @@ def create_app(settings: Settings) -> Starlette:
         )
         validator.resume_pending()
         transitions.enqueue_waiting()
-        lease_watch = asyncio.get_running_loop().create_task(_watch_leases(transitions, settings.lease_seconds))
+        housekeeping = asyncio.get_running_loop().create_task(
+            _housekeeping(transitions, file_store, settings.lease_seconds))
         log.info("GXFT ready on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
         try:
             yield
         finally:
-            lease_watch.cancel()
+            housekeeping.cancel()
             engine.close()
             await validator.close()
             db.close()

@@ -38,8 +38,14 @@ class FileRepository:
                          " AND (expires_at IS NULL OR expires_at > ?)", (file_id, project, int(time.time())))
 
     def get_live(self, file_id: str) -> FileRecord | None:
-        """A file not deleted, whatever its project (for the worker API and housekeeping)."""
-        return FILES.one(self.db, "WHERE id = ? AND deleted = 0", (file_id,))
+        """A file neither deleted nor expired, whatever its project (for the worker API and housekeeping)."""
+        return FILES.one(self.db, "WHERE id = ? AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?)",
+                         (file_id, int(time.time())))
+
+    def expired(self) -> list[FileRecord]:
+        """Files past their `expires_at`, not yet deleted."""
+        return FILES.all(self.db, "WHERE expires_at IS NOT NULL AND deleted = 0 AND expires_at <= ?",
+                         (int(time.time()),))
 
     def live_ids(self) -> set[str]:
         return {row["id"] for row in self.db.all("SELECT id FROM files WHERE deleted = 0")}

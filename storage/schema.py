@@ -126,6 +126,10 @@ MIGRATIONS: list[str] = [
     DROP INDEX job_events_by_job;
     CREATE INDEX job_events_by_job ON job_events (job_id, seq, id);
     """,
+    # 7: files past `expires_at` are swept away; this finds them without reading the whole table.
+    """
+    CREATE INDEX files_by_expiry ON files (expires_at) WHERE expires_at IS NOT NULL AND deleted = 0;
+    """,
 ]
 
 

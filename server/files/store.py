@@ -124,5 +124,12 @@ class FileStore:
         if (record := self.records.get_live(file_id)) is not None:
             self.delete(record)
 
+    def sweep_expired(self) -> int:
+        """Delete every file past its `expires_at`, record and blob; answers how many went."""
+        expired = self.records.expired()
+        for record in expired:
+            self.delete(record)
+        return len(expired)
+
     def live_ids(self) -> set[str]:
         return self.records.live_ids()
