@@ -5,6 +5,7 @@ Some tests speak the internal API themselves, as a worker would, on a server sta
 own worker: that is how a late or hostile report reaches the server."""
 
 import concurrent.futures
+import json
 import sqlite3
 import time
 
@@ -192,3 +193,39 @@ def test_an_expired_file_is_swept_and_never_served(start_server):
                 restarted.client().files.retrieve(file_id)
     finally:
         restarted.stop()
+
+
+def _raw(server: ServerProcess, method: str, path: str, body: str | None = None, **params) -> httpx2.Response:
+    return httpx2.request(method, server.base_url + path, content=body, params=params, timeout=60,
+                          headers={"Authorization": "Bearer sk-test", "Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("seconds", ["³⁶⁰⁰", "٣٦٠٠", "9" * 5000])
+def test_expiry_seconds_that_are_not_plain_digits_are_a_400(bare, seconds):
+    answer = _post_form(bare, _multipart({"purpose": "batch", "expires_after[anchor]": "created_at",
+                                          "expires_after[seconds]": seconds}, b"x"))
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "expires_after[seconds]"
+
+
+def test_numbers_too_large_for_a_float_are_a_400(bare):
+    training = processed(bare.client(), jsonl(chat_line(i) for i in range(12)))
+    huge = 10**400  # json.dumps writes it digit for digit, as a hostile client would
+    body = {"model": TINY, "training_file": training.id, "hyperparameters": {"n_epochs": huge}}
+    answer = _raw(bare, "POST", "/v1/fine_tuning/jobs", json.dumps(body))
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "hyperparameters.n_epochs"
+    for bias in ({"²": 1}, {"1": huge}):
+        chat = {"model": TINY, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "logit_bias": bias}
+        answer = _raw(bare, "POST", "/v1/chat/completions", json.dumps(chat))
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == "logit_bias", answer.text
+
+
+def test_a_seed_beyond_64_bits_is_a_400(bare):
+    answer = _raw(bare, "POST", "/v1/completions",
+                  json.dumps({"model": TINY, "prompt": "a", "max_tokens": 1, "seed": 2**64}))
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "seed"
+
+
+def test_a_thousand_metadata_filters_are_a_400(bare):
+    answer = _raw(bare, "GET", "/v1/fine_tuning/jobs", **{f"metadata[k{i}]": "v" for i in range(1200)})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "metadata"
+    assert "Traceback" not in bare.log()

@@ -16,7 +16,7 @@ MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 
 async def read_body(request: Request, limit: int = MAX_JSON_BODY_BYTES) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
     chunks: list[bytes] = []
     size = 0
@@ -29,11 +29,12 @@ async def read_body(request: Request, limit: int = MAX_JSON_BODY_BYTES) -> bytes
 
 
 def field_path(error: msgspec.ValidationError) -> str | None:
-    # msgspec ends its messages with "- at `$.a.b[0]`"; OpenAI's `param` names the field.
+    # msgspec ends its messages with "- at `$.a.b[0]`" (and "[...]" for a value under some key of a dict);
+    # OpenAI's `param` names the field.
     message = str(error)
     marker = "- at `$."
     if marker in message:
-        return message.split(marker, 1)[1].rstrip("`")
+        return message.split(marker, 1)[1].rstrip("`").replace("[...]", "")
     return None
 
 

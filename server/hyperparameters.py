@@ -51,7 +51,7 @@ class Bound(msgspec.Struct, frozen=True):
             return False
         if self.kind is int and not (isinstance(value, int) or float(value).is_integer()):
             return False
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # (an int is finite, however long)
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False

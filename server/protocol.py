@@ -58,7 +58,7 @@ class JobListQuery(msgspec.Struct, kw_only=True):
     after: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
     # `metadata[key]=value` keeps jobs with that metadata; `metadata=null` those with none.
-    metadata: dict[str, str] | Literal["null"] = {}
+    metadata: Annotated[dict[str, str], msgspec.Meta(max_length=16)] | Literal["null"] = {}  # as many as a job holds
 
 
 class EventListQuery(msgspec.Struct, kw_only=True):

@@ -8,6 +8,8 @@ from server.errors import invalid_request
 
 MAX_CHOICES = 128
 MAX_STOP_SEQUENCES = 4
+MAX_TOKEN_ID_DIGITS = 9  # vocabularies stay far below a billion tokens
+SEED_RANGE = (-(2**63), 2**63 - 1)  # a 64-bit integer, as OpenAI documents it and torch's generator takes
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,17 @@ def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
 def _logit_bias(bias: dict[str, float] | None) -> dict[int, float]:
     result = {}
     for key, value in (bias or {}).items():
-        if not key.isdigit():
+        if not (key.isascii() and key.isdigit() and len(key) <= MAX_TOKEN_ID_DIGITS):
             raise invalid_request(f"Invalid 'logit_bias': key {key!r} is not a token id.", param="logit_bias")
         result[int(key)] = _in_range("logit_bias", value, -100, 100, 0)
     return result
+
+
+def _seed(seed: int | None) -> int | None:
+    if seed is not None and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise invalid_request(f"Invalid 'seed': it must be a 64-bit integer, from {SEED_RANGE[0]} to {SEED_RANGE[1]}.",
+                              param="seed")
+    return seed
 
 
 def _positive(name: str, value: int | None) -> int | None:
@@ -66,7 +75,7 @@ def _sampling(request: SamplingRequest, max_tokens: int | None) -> SamplingParam
         top_p=_in_range("top_p", request.top_p, 0, 1, 1.0),
         max_tokens=_positive("max_tokens", max_tokens),
         stop=_stop(request.stop),
-        seed=request.seed,
+        seed=_seed(request.seed),
         frequency_penalty=_in_range("frequency_penalty", request.frequency_penalty, -2, 2, 0.0),
         presence_penalty=_in_range("presence_penalty", request.presence_penalty, -2, 2, 0.0),
         logit_bias=_logit_bias(request.logit_bias),
