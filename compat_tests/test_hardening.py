@@ -4,6 +4,7 @@ final, uploads are whole or refused, nothing expired lingers, no input reaches a
 Some tests speak the internal API themselves, as a worker would, on a server started without its
 own worker: that is how a late or hostile report reaches the server."""
 
+import asyncio
 import concurrent.futures
 import json
 import sqlite3
@@ -229,3 +230,61 @@ def test_a_thousand_metadata_filters_are_a_400(bare):
     answer = _raw(bare, "GET", "/v1/fine_tuning/jobs", **{f"metadata[k{i}]": "v" for i in range(1200)})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "metadata"
     assert "Traceback" not in bare.log()
+
+
+async def _slow_clients(port: int, seconds: float) -> dict:
+    """Slow and silent clients, each a bounded loop, and ordinary requests beside them: how each slow one
+    ended, and how long the ordinary ones took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def slow(kind: str) -> tuple[str, float]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            if kind == "head":
+                writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")
+            elif kind == "body":
+                writer.write(b"POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+                             b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+                             b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n')
+            for _ in range(int(seconds / 0.5)):  # a header line or a byte every half second, or nothing
+                if kind != "idle":
+                    writer.write(b"X-Slow: 1\r\n" if kind == "head" else b"x")
+                try:
+                    answer = await asyncio.wait_for(reader.read(4096), 0.5)
+                except TimeoutError:
+                    continue
+                return (answer.split(b" ", 2)[1].decode() if answer else "closed"), loop.time() - started
+            return "still open", loop.time() - started
+        except (ConnectionError, OSError):
+            return "closed", loop.time() - started
+        finally:
+            writer.close()
+
+    async def ordinary() -> float:
+        begun = loop.time()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(4096), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        return loop.time() - begun
+
+    slow_ones = [asyncio.create_task(slow(kind)) for kind in ["head"] * 100 + ["idle"] * 50 + ["body"] * 30]
+    await asyncio.sleep(0.5)
+    ordinary_times = [await ordinary() for _ in range(30)]
+    ends = await asyncio.gather(*slow_ones)
+    return {"ends": ends, "ordinary": ordinary_times}
+
+
+def test_slow_and_silent_clients_are_cut_off_and_others_served(start_server):
+    limits = {"GXFT_HEAD_TIMEOUT_SECONDS": "2", "GXFT_BODY_IDLE_SECONDS": "2", "GXFT_BODY_GRACE_SECONDS": "2",
+              "GXFT_BODY_MIN_RATE": "1024"}
+    server = start_server(env=limits)
+    result = asyncio.run(_slow_clients(server.port, seconds=12))
+    outcomes = [outcome for outcome, _ in result["ends"]]
+    assert "still open" not in outcomes
+    assert set(outcomes) <= {"408", "closed"} and outcomes.count("408") >= 150, outcomes
+    assert max(ended for _, ended in result["ends"]) < 8  # a 2 s limit, plus a 2 s grace for bodies, plus slack
+    assert max(result["ordinary"]) < 2
+    assert server.client().models.list().data

@@ -30,8 +30,10 @@ def serve(args: argparse.Namespace) -> int:
     if not args.no_worker:
         worker = start_embedded_worker(settings)
     try:
+        protocol = BoundedHttpToolsProtocol.with_limits(settings.head_timeout_seconds, settings.body_idle_seconds,
+                                                        settings.body_grace_seconds, settings.body_min_rate)
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
-                    http=BoundedHttpToolsProtocol)
+                    http=protocol)
     finally:
         if worker is not None:
             worker.terminate()

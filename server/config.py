@@ -13,6 +13,10 @@
 | GXFT_PROFILE | `emulator`: OpenAI's and Nebius's model names answer, played by the tiny model | default |
 | GXFT_ADAPTER_SLOTS | LoRA adapters kept loaded for serving | 8 |
 | GXFT_FULL_MODEL_SLOTS | fully fine-tuned models kept loaded for serving | 2 |
+| GXFT_HEAD_TIMEOUT_SECONDS | how long a request's line and headers may take to arrive | 10 |
+| GXFT_BODY_IDLE_SECONDS | the longest silence within a request body | 30 |
+| GXFT_BODY_GRACE_SECONDS | how long a body may take before its rate is checked | 10 |
+| GXFT_BODY_MIN_RATE | the slowest average rate of a body after the grace, in bytes/s | 1024 |
 """
 
 import os
@@ -41,6 +45,10 @@ class Settings(msgspec.Struct, kw_only=True):
     profile: str = "default"
     adapter_slots: int = 8
     full_model_slots: int = 2
+    head_timeout_seconds: float = 10.0
+    body_idle_seconds: float = 30.0
+    body_grace_seconds: float = 10.0
+    body_min_rate: float = 1024.0
 
     @property
     def database_path(self) -> Path:
@@ -94,6 +102,10 @@ def load_settings(
         profile=profile or env.get("GXFT_PROFILE") or "default",
         adapter_slots=int(env.get("GXFT_ADAPTER_SLOTS", 8)),
         full_model_slots=int(env.get("GXFT_FULL_MODEL_SLOTS", 2)),
+        head_timeout_seconds=float(env.get("GXFT_HEAD_TIMEOUT_SECONDS", 10)),
+        body_idle_seconds=float(env.get("GXFT_BODY_IDLE_SECONDS", 30)),
+        body_grace_seconds=float(env.get("GXFT_BODY_GRACE_SECONDS", 10)),
+        body_min_rate=float(env.get("GXFT_BODY_MIN_RATE", 1024)),
     )
     if models_file := env.get("GXFT_MODELS_FILE"):
         settings.models_file = Path(models_file).resolve()
