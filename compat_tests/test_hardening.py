@@ -7,7 +7,10 @@ own worker: that is how a late or hostile report reaches the server."""
 import asyncio
 import concurrent.futures
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 
 import httpx2
@@ -16,7 +19,7 @@ import pytest
 
 from compat_tests.server_process import ServerProcess
 from compat_tests.test_files import chat_line, jsonl, processed
-from compat_tests.test_fine_tuning import TINY, all_events
+from compat_tests.test_fine_tuning import TINY, all_events, wait_done
 
 WORKER_TOKEN = "wt-hardening-7c1d"
 
@@ -288,3 +291,42 @@ def test_slow_and_silent_clients_are_cut_off_and_others_served(start_server):
     assert max(ended for _, ended in result["ends"]) < 8  # a 2 s limit, plus a 2 s grace for bodies, plus slack
     assert max(result["ordinary"]) < 2
     assert server.client().models.list().data
+
+
+@pytest.mark.parametrize("suffix", ["a\nb", "a/b", "../x", "a\x00b", "abc\u202edcba", "a:b", "a b", "é", ""])
+def test_a_suffix_outside_openais_characters_is_a_400(bare, suffix):
+    training = processed(bare.client(), jsonl(chat_line(i) for i in range(12)))
+    with pytest.raises(openai.BadRequestError) as refused:
+        bare.client().fine_tuning.jobs.create(model=TINY, training_file=training.id, suffix=suffix)
+    assert refused.value.param == "suffix"
+
+
+def test_every_name_a_job_produces_routes(start_server):
+    server = start_server(env={"GXFT_API_KEYS": "sk-dotted=team.a-1"}, worker=True)
+    client = server.client("sk-dotted")
+    training = processed(client, jsonl(chat_line(i) for i in range(12)))
+    job = client.fine_tuning.jobs.create(model=TINY, training_file=training.id, suffix="v1.0-x_Y",
+                                         hyperparameters={"n_epochs": 2})
+    done = wait_done(client, job.id, patience=120)
+    assert done.status == "succeeded" and done.fine_tuned_model.startswith("ft:gxft/tiny-chat:team.a-1:v1.0-x_Y:")
+    names = [c.fine_tuned_model_checkpoint for c in client.fine_tuning.jobs.checkpoints.list(job.id)]
+    for name in names:
+        assert client.models.retrieve(name).id == name
+        reply = client.chat.completions.create(model=name, max_tokens=1, messages=[{"role": "user", "content": "hi"}])
+        assert reply.model == name
+        assert client.post(f"/models/{name}/export", body={}, cast_to=httpx2.Response).status_code == 200
+        assert client.models.delete(name).deleted
+
+
+@pytest.mark.parametrize(("variable", "value", "words"), [
+    ("GXFT_API_KEYS", "sk-x=team/a", "project name"),
+    ("GXFT_MODELS_FILE", 'models = [{id = "bad:name", path = "x"}]', "model name"),
+])
+def test_names_that_would_not_route_stop_the_server_at_start(tmp_path, variable, value, words):
+    env = {**os.environ, variable: value}
+    if variable == "GXFT_MODELS_FILE":
+        (tmp_path / "models.toml").write_text(value)
+        env[variable] = str(tmp_path / "models.toml")
+    started = subprocess.run([sys.executable, "-m", "gxft", "serve", "--data-dir", str(tmp_path / "data")],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2 and words in started.stderr

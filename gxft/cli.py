@@ -17,13 +17,13 @@ def serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.base_models import BaseModelRegistry, RegistryError
-    from server.config import load_settings
+    from server.config import SettingsError, load_settings
     from server.http_protocol import BoundedHttpToolsProtocol
 
-    settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile)
     try:
+        settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile)
         BaseModelRegistry.load(settings.models_file, settings.profile)
-    except RegistryError as exc:
+    except (RegistryError, SettingsError) as exc:
         print(f"gxft serve: {exc}", file=sys.stderr)
         return 2
     worker = None

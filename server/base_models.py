@@ -4,6 +4,7 @@ A model may answer to other names (`aliases`), so code written for OpenAI or Neb
 A profile (`gxft serve --profile NAME`) adds the aliases of its `[profiles.NAME]` table.
 """
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import msgspec
 from contract.literals import Method
 
 DEFAULT_PROFILE = "default"
+# A base model's names become part of its fine-tuned models' names (`ft:<name>:…`), which routes carry.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 
 class BaseModel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -49,6 +52,10 @@ class BaseModelRegistry:
             self._aliases[alias] = target
         if clash := set(self._aliases) & set(self._models):
             raise RegistryError(f"{', '.join(sorted(clash))} is both a model id and an alias.")
+        for name in self.names():
+            if not MODEL_NAME.fullmatch(name) or "//" in name or ".." in name:
+                raise RegistryError(f"The model name {name!r} must be letters, digits, '-', '_', '.' and single "
+                                    "'/', starting with a letter or digit: fine-tuned models are named after it.")
 
     @classmethod
     def load(cls, path: Path, profile: str = DEFAULT_PROFILE) -> "BaseModelRegistry":

@@ -20,6 +20,7 @@
 """
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -63,6 +64,14 @@ class Settings(msgspec.Struct, kw_only=True):
         return self.data_dir / QUEUE_FILENAME
 
 
+# A project's name becomes part of its fine-tuned models' names, so it keeps to characters a path carries.
+PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class SettingsError(ValueError):
+    pass
+
+
 def parse_api_keys(value: str) -> dict[str, str]:
     keys: dict[str, str] = {}
     for entry in value.split(","):
@@ -70,7 +79,11 @@ def parse_api_keys(value: str) -> dict[str, str]:
         if not entry:
             continue
         key, _, project = entry.partition("=")
-        keys[key.strip()] = project.strip() or DEFAULT_PROJECT
+        project = project.strip() or DEFAULT_PROJECT
+        if not PROJECT_NAME.fullmatch(project):
+            raise SettingsError(f"GXFT_API_KEYS: the project name {project!r} must be up to 64 letters, digits, "
+                                "'-', '_' and '.', starting with a letter or digit.")
+        keys[key.strip()] = project
     return keys
 
 

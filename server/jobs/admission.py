@@ -8,6 +8,7 @@ continued model allows (its adapter's rank, or full weights), QLoRA's need of a 
 bookkeeping fields (suffix, seed, metadata, integrations).
 """
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from storage.files import FileRecord
 from storage.jobs import CheckpointRecord, JobRecord, JobRepository
 
 MAX_SUFFIX_CHARS = 64
+SUFFIX = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SUFFIX_CHARS}}}")  # OpenAI's characters: the name must route
 MAX_SEED = 2_147_483_647
 MAX_INTEGRATIONS = 5
 
@@ -234,10 +236,11 @@ class JobAdmission:
 
     @staticmethod
     def _check_bookkeeping(request: CreateFineTuningJobRequest) -> None:
-        if request.suffix is not None and not 1 <= len(request.suffix) <= MAX_SUFFIX_CHARS:
-            raise invalid_request(f"suffix must be 1 to {MAX_SUFFIX_CHARS} characters long.", param="suffix")
-        if request.suffix is not None and ":" in request.suffix:
-            raise invalid_request("suffix cannot contain ':' (it is part of the model name).", param="suffix")
+        if request.suffix is not None and not SUFFIX.fullmatch(request.suffix):
+            raise invalid_request(
+                f"suffix must be 1 to {MAX_SUFFIX_CHARS} characters long, of letters, digits, '-', '_' and '.' "
+                "(it becomes part of the model's name).", param="suffix",
+            )
         if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
             raise invalid_request(f"seed must be an integer from 0 to {MAX_SEED}.", param="seed")
         if request.metadata is not None:
