@@ -245,9 +245,9 @@ async def _slow_clients(port: int, seconds: float) -> dict:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             if kind == "head":
-                writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")
+                writer.write(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             elif kind == "body":
-                writer.write(b"POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+                writer.write(b"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer k\r\n"
                              b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
                              b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n')
             for _ in range(int(seconds / 0.5)):  # a header line or a byte every half second, or nothing
@@ -330,3 +330,59 @@ def test_names_that_would_not_route_stop_the_server_at_start(tmp_path, variable,
     started = subprocess.run([sys.executable, "-m", "gxft", "serve", "--data-dir", str(tmp_path / "data")],
                              env=env, capture_output=True, text=True, timeout=60)
     assert started.returncode == 2 and words in started.stderr
+
+
+def _get(server: ServerProcess, path: str, host: str) -> httpx2.Response:
+    return httpx2.get(server.base_url + path, headers={"Host": host, "Authorization": "Bearer sk-any"}, timeout=30)
+
+
+def test_an_open_server_answers_only_its_own_names(start_server):
+    server = start_server(env={"GXFT_PUBLIC_HOSTS": "gxft.example"})
+    for host in ("evil.example", "evil.example:8000", "10.1.2.3", "127.0.0.1.evil.example"):
+        for path in ("/v1/models", "/", "/dashboard/app.js", "/healthz"):
+            answer = _get(server, path, host)
+            assert answer.status_code == 403 and answer.json()["error"]["code"] == "host_not_allowed", (host, path)
+    for host in (f"127.0.0.1:{server.port}", "localhost", "[::1]:8000", "gxft.example", "GXFT.example:443"):
+        assert _get(server, "/v1/models", host).status_code == 200, host
+    assert "GXFT_API_KEYS is not set: this server is open" in server.log()
+
+
+def test_a_keyed_server_takes_any_host(start_server):
+    server = start_server(env={"GXFT_API_KEYS": "sk-keyed=team"})
+    answer = httpx2.get(server.base_url + "/v1/models", headers={"Host": "gxft.internal", "Authorization":
+                                                                 "Bearer sk-keyed"})
+    assert answer.status_code == 200 and "this server is open" not in server.log()
+
+
+def test_the_data_dir_is_the_owners_alone(start_server):
+    server = start_server()
+    server.client().files.create(file=("private.bin", b"secret"), purpose="user_data")
+    assert (server.data_dir.stat().st_mode & 0o777) == 0o700
+    for path in [server.data_dir / "worker_token", server.data_dir / "gxft.sqlite3",
+                 *(p for p in (server.data_dir / "blobs").iterdir() if p.is_file())]:
+        assert (path.stat().st_mode & 0o077) == 0, f"{path.name} is readable by others"
+
+
+def test_the_dashboard_forbids_framing_and_foreign_scripts(bare):
+    for path in ("/", "/dashboard/app.js", "/dashboard/style.css"):
+        headers = httpx2.get(bare.base_url + path).headers
+        policy = headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy, path
+        assert headers["x-frame-options"] == "DENY"
+
+
+def test_per_project_quotas_answer_429(start_server):
+    server = start_server(env={"GXFT_QUOTA_FILE_BYTES": "20000", "GXFT_QUOTA_ACTIVE_JOBS": "2"})
+    client = server.client()
+    client.files.create(file=("a.bin", b"x" * 15_000), purpose="user_data")
+    files_before = {f.id for f in client.files.list()}
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.files.create(file=("b.bin", b"x" * 6_000), purpose="user_data")
+    assert refused.value.code == "insufficient_quota" and refused.value.status_code == 429
+    assert {f.id for f in client.files.list()} == files_before and _stored(server)[1] == []
+    training = processed(client, jsonl(chat_line(i) for i in range(12)))
+    for _ in range(2):  # no worker on this server: the jobs stay queued
+        client.fine_tuning.jobs.create(model=TINY, training_file=training.id)
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.fine_tuning.jobs.create(model=TINY, training_file=training.id)
+    assert refused.value.code == "insufficient_quota"

@@ -20,6 +20,7 @@ def serve(args: argparse.Namespace) -> int:
     from server.config import SettingsError, load_settings
     from server.http_protocol import BoundedHttpToolsProtocol
 
+    os.umask(0o077)  # the data dir, its database, blobs and token: the owner's alone, from their creation
     try:
         settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile)
         BaseModelRegistry.load(settings.models_file, settings.profile)

@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> Starlette:
         db = Database(settings.database_path)
         blobs = BlobStore(settings.blobs_dir)
         jobs = JobRepository(db)
-        file_store = FileStore(FileRepository(db), blobs)
+        file_store = FileStore(FileRepository(db), blobs, settings.quota_file_bytes)
         results = JobResults(jobs, file_store, blobs)
         results.sweep()
         file_store.sweep_expired()
@@ -80,6 +80,11 @@ def create_app(settings: Settings) -> Starlette:
         housekeeping = asyncio.get_running_loop().create_task(
             _housekeeping(transitions, file_store, settings.lease_seconds))
         log.info("GXFT ready on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
+        if not settings.api_keys:
+            log.warning("GXFT_API_KEYS is not set: this server is open, and takes any key. It answers only "
+                        "requests that name it %s; set GXFT_API_KEYS before it serves a network.",
+                        "by a loopback name or " + ", ".join(settings.public_hosts) if settings.public_hosts
+                        else "by a loopback name (localhost, 127.0.0.1, [::1])")
         try:
             yield
         finally:
@@ -94,7 +99,8 @@ def create_app(settings: Settings) -> Starlette:
                 Route("/healthz", healthz), Route("/openapi.json", openapi_json), *dashboard.routes],
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(AuthMiddleware, api_keys=settings.api_keys, worker_token=settings.worker_token),
+            Middleware(AuthMiddleware, api_keys=settings.api_keys, worker_token=settings.worker_token,
+                       public_hosts=settings.public_hosts),
         ],
         exception_handlers={
             APIError: handle_api_error,

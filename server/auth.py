@@ -2,9 +2,14 @@
 
 Public `/v1` routes take API keys; `/internal` routes take the worker token alone, so a public
 key never reaches the worker API and a worker token never reaches user data through `/v1`.
+
+With no API keys configured the server is open to whoever reaches it, so it answers only requests
+that name it by a loopback name or one of the configured public names (`GXFT_PUBLIC_HOSTS`): a web
+page that rebinds its own domain name to 127.0.0.1 still sends its own name in `Host`, and is refused.
 """
 
 import hmac
+import ipaddress
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,11 +27,40 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+def _host(scope: Scope) -> str | None:
+    """The name in the Host header, without its port."""
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            host = value.decode("latin-1").strip().lower()
+            return host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
+    return None
+
+
+def is_loopback_name(host: str) -> bool:
+    if host in ("localhost", "[::1]") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, api_keys: dict[str, str], worker_token: str):
+    def __init__(self, app: ASGIApp, api_keys: dict[str, str], worker_token: str, public_hosts: tuple[str, ...] = ()):
         self.app = app
         self.api_keys = api_keys
         self.worker_token = worker_token
+        self.public_hosts = public_hosts
+
+    def check_host(self, scope: Scope) -> None:
+        host = _host(scope)
+        if host is None or is_loopback_name(host) or host in self.public_hosts:
+            return
+        raise APIError(
+            403, f"This server has no API keys, so it answers only requests that name it by a loopback name, not "
+            f"{host[:100]!r}. Name it in GXFT_PUBLIC_HOSTS to serve it by that name, or set GXFT_API_KEYS.",
+            type="permission_error", code="host_not_allowed",
+        )
 
     def project_for(self, token: str | None) -> str:
         if token is None:
@@ -49,14 +83,16 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in PUBLIC_PATHS:
+        if scope["type"] != "http" or (path in PUBLIC_PATHS and self.api_keys):
             await self.app(scope, receive, send)
             return
         token = _bearer(scope)
         try:
             if path.startswith("/internal/"):
                 self.check_worker(token)
-            elif path.startswith("/v1/"):
+            elif not self.api_keys:
+                self.check_host(scope)
+            if path.startswith("/v1/"):
                 scope.setdefault("state", {})["project"] = self.project_for(token)
         except APIError as exc:
             await error_response(exc.status, exc.detail)(scope, receive, send)

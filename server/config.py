@@ -17,6 +17,9 @@
 | GXFT_BODY_IDLE_SECONDS | the longest silence within a request body | 30 |
 | GXFT_BODY_GRACE_SECONDS | how long a body may take before its rate is checked | 10 |
 | GXFT_BODY_MIN_RATE | the slowest average rate of a body after the grace, in bytes/s | 1024 |
+| GXFT_PUBLIC_HOSTS | with no API keys: the host names, besides loopback ones, that requests may name | unset |
+| GXFT_QUOTA_FILE_BYTES | per project: the most bytes its files may hold (0: no limit) | 0 |
+| GXFT_QUOTA_ACTIVE_JOBS | per project: the most jobs queued, running or paused at once (0: no limit) | 0 |
 """
 
 import os
@@ -50,6 +53,9 @@ class Settings(msgspec.Struct, kw_only=True):
     body_idle_seconds: float = 30.0
     body_grace_seconds: float = 10.0
     body_min_rate: float = 1024.0
+    public_hosts: tuple[str, ...] = ()
+    quota_file_bytes: int = 0
+    quota_active_jobs: int = 0
 
     @property
     def database_path(self) -> Path:
@@ -92,9 +98,12 @@ def _worker_token(data_dir: Path) -> str:
     if token := os.environ.get("GXFT_WORKER_TOKEN"):
         return token
     path = data_dir / "worker_token"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+    try:  # created owner-only from the start: never readable by others, even for a moment
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -103,7 +112,7 @@ def load_settings(
 ) -> Settings:
     env = os.environ
     root = Path(data_dir or env.get("GXFT_DATA_DIR") or "gxft-data").resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings = Settings(
         data_dir=root,
         api_keys=parse_api_keys(env.get("GXFT_API_KEYS", "")),
@@ -119,6 +128,10 @@ def load_settings(
         body_idle_seconds=float(env.get("GXFT_BODY_IDLE_SECONDS", 30)),
         body_grace_seconds=float(env.get("GXFT_BODY_GRACE_SECONDS", 10)),
         body_min_rate=float(env.get("GXFT_BODY_MIN_RATE", 1024)),
+        public_hosts=tuple(name.strip().lower() for name in env.get("GXFT_PUBLIC_HOSTS", "").split(",")
+                           if name.strip()),
+        quota_file_bytes=int(env.get("GXFT_QUOTA_FILE_BYTES", 0)),
+        quota_active_jobs=int(env.get("GXFT_QUOTA_ACTIVE_JOBS", 0)),
     )
     if models_file := env.get("GXFT_MODELS_FILE"):
         settings.models_file = Path(models_file).resolve()

@@ -62,6 +62,11 @@ def job_not_held(job_id: str) -> APIError:
     return APIError(409, f"Job {job_id} is not assigned to this worker.", code="job_not_owned")
 
 
+def quota_exceeded(message: str) -> APIError:
+    """OpenAI's answer for a quota used up: 429, `insufficient_quota`."""
+    return APIError(429, message, type="insufficient_quota", code="insufficient_quota")
+
+
 def malformed_body(message: str) -> APIError:
     return APIError(422, message, code="invalid_body")
 

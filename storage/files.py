@@ -42,6 +42,12 @@ class FileRepository:
         return FILES.one(self.db, "WHERE id = ? AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?)",
                          (file_id, int(time.time())))
 
+    def project_bytes(self, project: str) -> int:
+        """What the project's files hold, in bytes (those deleted or expired not counted)."""
+        row = self.db.one("SELECT coalesce(sum(bytes), 0) FROM files WHERE project = ? AND deleted = 0"
+                          " AND (expires_at IS NULL OR expires_at > ?)", (project, int(time.time())))
+        return row[0] if row else 0
+
     def expired(self) -> list[FileRecord]:
         """Files past their `expires_at`, not yet deleted."""
         return FILES.all(self.db, "WHERE expires_at IS NOT NULL AND deleted = 0 AND expires_at <= ?",

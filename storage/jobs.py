@@ -145,6 +145,13 @@ class JobRepository:
         return {row["id"] for row in self.db.all(f"SELECT id FROM jobs WHERE status NOT IN ({placeholders})",
                                                   TERMINAL_STATUSES)}
 
+    def active_count(self, project: str) -> int:
+        """The project's jobs that have not ended."""
+        placeholders = ", ".join("?" for _ in TERMINAL_STATUSES)
+        row = self.db.one(f"SELECT count(*) FROM jobs WHERE project = ? AND status NOT IN ({placeholders})",
+                          (project, *TERMINAL_STATUSES))
+        return row[0] if row else 0
+
     def queued(self) -> list[JobRecord]:
         return JOBS.all(self.db, "WHERE status = 'queued' ORDER BY seq")
 

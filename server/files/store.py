@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from contract.ids import new_id
 from contract.literals import FilePurpose
-from server.errors import invalid_request
+from server.errors import invalid_request, quota_exceeded
 from server.protocol import FileUploadFields
 from storage.blobs import BlobStore, BlobWriter
 from storage.files import FileRecord, FileRepository
@@ -46,9 +46,10 @@ async def commit_blob(writer: BlobWriter) -> None:
 
 
 class FileStore:
-    def __init__(self, records: FileRepository, blobs: BlobStore):
+    def __init__(self, records: FileRepository, blobs: BlobStore, quota_bytes: int = 0):
         self.records = records
         self.blobs = blobs
+        self.quota_bytes = quota_bytes  # per project, of uploads; 0: none
 
     def get(self, project: str, file_id: str) -> FileRecord | None:
         """The project's file, unless it was deleted or has expired."""
@@ -77,6 +78,11 @@ class FileStore:
                 f"Invalid file format for fine-tuning: {filename!r}. Fine-tuning files must be JSONL "
                 "files with a .jsonl extension.",
                 param="file",
+            )
+        if self.quota_bytes and self.records.project_bytes(project) + writer.size > self.quota_bytes:
+            raise quota_exceeded(
+                f"This upload of {writer.size} bytes would take the project's files past its quota of "
+                f"{self.quota_bytes} bytes; delete files it no longer needs, then upload again."
             )
         created_at = int(time.time())
         await commit_blob(writer)

@@ -22,7 +22,7 @@ from contract.job_queue import JobQueue
 from contract.literals import Method
 from server.base_models import BaseModel, BaseModelRegistry
 from server.config import Settings
-from server.errors import APIError, invalid_request
+from server.errors import APIError, invalid_request, quota_exceeded
 from server.files.store import FileStore
 from server.hyperparameters import hyperparameters_param, parse_requested
 from server.protocol import CreateFineTuningJobRequest
@@ -91,6 +91,10 @@ class JobAdmission:
                 code="gpu_required",
             )
         self._check_bookkeeping(request)
+        quota = self.settings.quota_active_jobs
+        if quota and self.jobs.active_count(project) >= quota:
+            raise quota_exceeded(f"The project has {quota} jobs that have not ended, its quota; wait for one to end "
+                                 "(or cancel one), then create this job again.")
         job = JobRecord(
             id=new_id("ftjob-"),
             project=project,
