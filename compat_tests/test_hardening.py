@@ -34,17 +34,21 @@ def bare(tmp_path_factory) -> ServerProcess:
 
 
 class Worker:
-    """The internal API as a worker speaks it."""
+    """The internal API as a worker speaks it: registered with the worker token, then with its own key."""
 
-    def __init__(self, server: ServerProcess, worker_id: str):
-        self.worker_id = worker_id
-        self.http = httpx2.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
+    def __init__(self, server: ServerProcess, accelerator: str = "cpu"):
+        registered = httpx2.post(server.base_url + "/internal/workers/register", json={"accelerator": accelerator},
+                                 headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
+        assert registered.status_code == 200, registered.text
+        self.worker_id = registered.json()["worker_id"]
+        self.http = httpx2.Client(base_url=server.base_url,
+                                  headers={"Authorization": f"Bearer {registered.json()['worker_key']}"})
 
-    def post(self, path: str, body: dict) -> httpx2.Response:
-        return self.http.post(path, json={"worker_id": self.worker_id, **body})
+    def post(self, path: str, body: dict | None = None) -> httpx2.Response:
+        return self.http.post(path, json=body) if body is not None else self.http.post(path)
 
     def claim(self, job_id: str) -> httpx2.Response:
-        return self.post(f"/internal/jobs/{job_id}/claim", {})
+        return self.post(f"/internal/jobs/{job_id}/claim")
 
     def report(self, job_id: str, **body) -> httpx2.Response:
         return self.post(f"/internal/jobs/{job_id}/report", body)
@@ -52,8 +56,8 @@ class Worker:
     def complete(self, job_id: str) -> httpx2.Response:
         return self.post(f"/internal/jobs/{job_id}/complete", {"trained_tokens": 10, "result_files": {}})
 
-    def fail(self, job_id: str) -> httpx2.Response:
-        return self.post(f"/internal/jobs/{job_id}/fail", {"code": "late", "message": "a late failure"})
+    def fail(self, job_id: str, message: str = "a late failure") -> httpx2.Response:
+        return self.post(f"/internal/jobs/{job_id}/fail", {"code": "late", "message": message})
 
 
 def _claimed_job(server: ServerProcess, worker: Worker) -> str:
@@ -65,7 +69,7 @@ def _claimed_job(server: ServerProcess, worker: Worker) -> str:
 
 
 def test_reports_on_a_cancelled_job_change_nothing(bare):
-    worker, client = Worker(bare, "w-late"), bare.client()
+    worker, client = Worker(bare), bare.client()
     job_id = _claimed_job(bare, worker)
     assert client.fine_tuning.jobs.cancel(job_id).status == "cancelled"
     before = [(e.id, e.message) for e in all_events(client, job_id)]
@@ -83,8 +87,8 @@ def test_reports_on_a_cancelled_job_change_nothing(bare):
 def test_a_completion_racing_a_cancel_has_one_outcome(bare):
     client = bare.client()
     outcomes = []
-    for round_number in range(10):
-        worker = Worker(bare, f"w-race-{round_number}")
+    for _ in range(10):
+        worker = Worker(bare)
         job_id = _claimed_job(bare, worker)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             completed = pool.submit(worker.complete, job_id)
@@ -175,13 +179,16 @@ def test_an_expired_file_is_swept_and_never_served(start_server):
     server = start_server(env={"GXFT_LEASE_SECONDS": "2", "GXFT_WORKER_TOKEN": WORKER_TOKEN})
     client = server.client()
     expiring = {"expires_after": {"anchor": "created_at", "seconds": 3600}}
-    running, at_restart = (client.files.create(file=(f"{name}.bin", b"secret"), purpose="user_data", **expiring).id
-                           for name in ("running", "restart"))
-    internal = httpx2.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
-    assert internal.get(f"/internal/files/{running}/content").status_code == 200
+    running, at_restart = (client.files.create(file=(f"{name}.jsonl", jsonl(chat_line(i) for i in range(12))),
+                                               purpose="fine-tune", **expiring).id for name in ("running", "restart"))
+    client.files.wait_for_processing(running, poll_interval=0.05)
+    worker = Worker(server)
+    job = client.fine_tuning.jobs.create(model=TINY, training_file=running)
+    assert worker.claim(job.id).status_code == 200
+    assert worker.http.get(f"/internal/jobs/{job.id}/files/{running}").status_code == 200
 
     _expire(server, running)
-    assert internal.get(f"/internal/files/{running}/content").status_code == 404  # at once, before the sweep
+    assert worker.http.get(f"/internal/jobs/{job.id}/files/{running}").status_code == 404  # before the sweep too
     deadline = time.monotonic() + 30
     while (server.data_dir / "blobs" / running).exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -386,3 +393,69 @@ def test_per_project_quotas_answer_429(start_server):
     with pytest.raises(openai.RateLimitError) as refused:
         client.fine_tuning.jobs.create(model=TINY, training_file=training.id)
     assert refused.value.code == "insufficient_quota"
+
+
+def test_a_worker_reads_and_reports_only_on_the_job_it_holds(bare):
+    client = bare.client()
+    holder, other = Worker(bare), Worker(bare)
+    job_id = _claimed_job(bare, holder)
+    job = client.fine_tuning.jobs.retrieve(job_id)
+    stranger = client.files.create(file=("private.bin", b"another job's secret"), purpose="user_data")
+    assert holder.http.get(f"/internal/jobs/{job_id}/files/{job.training_file}").status_code == 200
+    assert holder.http.get(f"/internal/jobs/{job_id}/files/{stranger.id}").status_code == 404
+    for path in (f"/internal/jobs/{job_id}/files/{job.training_file}", f"/internal/jobs/{job_id}/report"):
+        answer = other.http.get(path) if "files" in path else other.post(path, {"trained_steps": 1})
+        assert answer.status_code == 409, path  # the job is not the other worker's
+    assert other.complete(job_id).status_code == 409
+    assert client.fine_tuning.jobs.retrieve(job_id).status == "running"
+
+
+@pytest.mark.parametrize(("report", "status"), [
+    ({"trained_steps": -1}, 400),
+    ({"trained_steps": 5, "total_steps": 4}, 400),
+    ({"events": [{"created_at": 0, "message": "from 1970"}]}, 400),
+    ({"events": [{"created_at": 2_000_000_000, "message": "x" * 100_000}]}, 400),
+    ({"events": [{"created_at": 2_000_000_000, "message": "x", "type": "metrics", "data": {"step": -3}}]}, 400),
+    ({"events": [{"created_at": 2_000_000_000, "message": "x"}] * 1001}, 400),
+])
+def test_impossible_reports_are_refused(bare, report, status):
+    worker = Worker(bare)
+    job_id = _claimed_job(bare, worker)
+    for event in report.get("events", []):
+        if event["created_at"] == 2_000_000_000:
+            event["created_at"] = int(time.time())
+    assert worker.report(job_id, **report).status_code == status
+    job = bare.client().fine_tuning.jobs.retrieve(job_id)
+    assert job.model_extra["trained_steps"] == 0
+    assert "from 1970" not in [e.message for e in all_events(bare.client(), job_id)]
+
+
+def test_a_workers_upload_is_capped(start_server):
+    server = start_server(env={"GXFT_WORKER_TOKEN": WORKER_TOKEN, "GXFT_MAX_RESULT_FILE_BYTES": "1000000"})
+    worker = Worker(server)
+    job_id = _claimed_job(server, worker)
+    answer = worker.http.post(f"/internal/jobs/{job_id}/files", content=b"x" * 2_000_000)
+    assert answer.status_code == 413
+    assert not any(p.name.startswith("staged-") for p in (server.data_dir / "blobs").iterdir())
+    assert worker.http.post(f"/internal/jobs/{job_id}/files", content=b"x" * 1000).status_code == 200
+
+
+def test_only_a_registered_worker_is_believed_to_have_a_gpu(bare):
+    fake = httpx2.post(bare.base_url + "/internal/workers/heartbeat", json={"accelerator": "cuda"},
+                       headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
+    assert fake.status_code == 401  # the token registers a worker; it is no worker's key
+    training = processed(bare.client(), jsonl(chat_line(i) for i in range(12)))
+    with pytest.raises(openai.BadRequestError) as refused:
+        bare.client().fine_tuning.jobs.create(model=TINY, training_file=training.id,
+                                              hyperparameters={"quantization": "nf4"})
+    assert refused.value.code == "gpu_required"
+
+
+def test_a_job_error_never_quotes_the_internal_api(bare):
+    worker = Worker(bare)
+    job_id = _claimed_job(bare, worker)
+    leak = f"ConnectError: could not reach {bare.base_url}/internal/jobs/{job_id}/report and '/internal/x'"
+    assert worker.fail(job_id, message=leak).status_code == 200
+    job = bare.client().fine_tuning.jobs.retrieve(job_id)
+    assert job.status == "failed" and "/internal/" not in job.error.message
+    assert "/internal/" not in " ".join(e.message for e in all_events(bare.client(), job_id))

@@ -155,9 +155,9 @@ def test_internal_api_refuses_public_keys_and_anonymous_calls(keyed, trained):
     training, job = trained
     for headers in ({}, {"Authorization": f"Bearer {ALPHA_KEY}"}, {"Authorization": "Bearer wrong"}):
         for method, path in (("POST", f"/internal/jobs/{job.id}/claim"),
-                             ("GET", f"/internal/files/{training.id}/content"),
+                             ("GET", f"/internal/jobs/{job.id}/files/{training.id}"),
                              ("POST", "/internal/workers/heartbeat")):
-            response = httpx2.request(method, keyed.base_url + path, headers=headers, json={"worker_id": "w"})
+            response = httpx2.request(method, keyed.base_url + path, headers=headers)
             assert _error(response, 401)["code"] == "invalid_worker_token"
     # The worker token is no API key either.
     response = httpx2.get(f"{keyed.base_url}/v1/files", headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
@@ -212,7 +212,7 @@ def test_one_project_never_reaches_another_projects_objects(keyed, trained):
 
 def test_keys_and_worker_token_never_reach_the_logs(keyed, trained):
     httpx2.get(f"{keyed.base_url}/v1/files", headers={"Authorization": "Bearer sk-wrong-9d8c7b6a"})
-    httpx2.get(f"{keyed.base_url}/internal/blobs/x", headers={"Authorization": f"Bearer {ALPHA_KEY}"})
+    httpx2.get(f"{keyed.base_url}/internal/jobs/x/state/x", headers={"Authorization": f"Bearer {ALPHA_KEY}"})
     log = keyed.log()
     assert "training job" in log or "GXFT ready" in log  # the log is the one the server and worker write
     for secret in (ALPHA_KEY, BETA_KEY, WORKER_TOKEN, "sk-wrong-9d8c7b6a"):

@@ -1,15 +1,12 @@
 """Wire objects of the internal API between the server and its workers (`/internal/...`)."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 from contract.literals import DataFormat, EventLevel, EventType, Method
 from contract.training_settings import TrainingSettings
-
-
-class ClaimRequest(msgspec.Struct):
-    worker_id: str
 
 
 class ResumePoint(msgspec.Struct):
@@ -43,29 +40,46 @@ class JobSpec(msgspec.Struct, kw_only=True):
     integrations: list[dict[str, Any]] = []
 
 
-class WorkerHeartbeat(msgspec.Struct, kw_only=True):
-    """A worker's periodic "I am here", with what it can train on."""
+Accelerator = Literal["cuda", "cpu"]
+
+
+class WorkerRegistration(msgspec.Struct, kw_only=True):
+    """What a worker says of itself when it starts (with the worker token): what it can train on."""
+
+    accelerator: Accelerator
+    devices: Annotated[list[Annotated[str, Meta(max_length=200)]], Meta(max_length=64)] = []  # ["NVIDIA H100 …"]
+
+
+class RegisteredWorker(msgspec.Struct, kw_only=True):
+    """The server's answer: the worker's id, and the key it presents from then on instead of the token."""
 
     worker_id: str
-    accelerator: Literal["cuda", "cpu"]
-    devices: list[str] = []  # e.g. ["NVIDIA H100 80GB HBM3"]
+    worker_key: str
+
+
+# Bounds on what a worker reports, so that the worker token cannot write without limit.
+MAX_EVENTS_PER_REPORT = 1000
+MAX_MESSAGE_CHARS = 2000
+MAX_STEPS = 100_000_000
+MAX_RESULT_FILES = 256
+Name = Annotated[str, Meta(min_length=1, max_length=255)]
+Count = Annotated[int, Meta(ge=0)]
 
 
 class WorkerEvent(msgspec.Struct, kw_only=True):
-    created_at: int
-    message: str
+    created_at: Count
+    message: Annotated[str, Meta(max_length=MAX_MESSAGE_CHARS)]
     level: EventLevel = "info"
     type: EventType = "message"
-    data: Any = None
+    data: dict[Annotated[str, Meta(max_length=100)], Any] | None = None
 
 
 class ProgressReport(msgspec.Struct, kw_only=True):
-    worker_id: str
-    events: list[WorkerEvent] = []
-    trained_steps: int = 0
-    total_steps: int | None = None
-    trained_tokens: int = 0
-    estimated_finish: int | None = None
+    events: Annotated[list[WorkerEvent], Meta(max_length=MAX_EVENTS_PER_REPORT)] = []
+    trained_steps: Annotated[int, Meta(ge=0, le=MAX_STEPS)] = 0
+    total_steps: Annotated[int, Meta(ge=1, le=MAX_STEPS)] | None = None
+    trained_tokens: Count = 0
+    estimated_finish: Count | None = None
 
 
 # What the training loop hears after each step: go on, save a pause checkpoint, or stop because the job
@@ -80,26 +94,24 @@ class ReportReply(msgspec.Struct):
 
 
 class CheckpointReport(msgspec.Struct, kw_only=True):
-    worker_id: str
-    step_number: int
-    metrics: dict[str, float]
-    result_files: dict[str, str]  # file name → staged blob (`POST /internal/jobs/{id}/files`)
+    step_number: Annotated[int, Meta(ge=1, le=MAX_STEPS)]
+    metrics: Annotated[dict[Annotated[str, Meta(max_length=100)], float], Meta(max_length=64)]
+    # file name → staged blob (`POST /internal/jobs/{id}/files`)
+    result_files: Annotated[dict[Name, str], Meta(max_length=MAX_RESULT_FILES)]
     state_blob: str | None = None
     final: bool = False
     paused: bool = False
 
 
 class CompletionReport(msgspec.Struct, kw_only=True):
-    worker_id: str
-    trained_tokens: int
-    result_files: dict[str, str]  # file name → staged blob: the step metrics CSV
+    trained_tokens: Count
+    result_files: Annotated[dict[Name, str], Meta(max_length=MAX_RESULT_FILES)]  # the step metrics CSV
 
 
 class FailureReport(msgspec.Struct, kw_only=True):
-    worker_id: str
-    code: str
-    message: str
-    param: str | None = None
+    code: Annotated[str, Meta(min_length=1, max_length=64)]
+    message: Annotated[str, Meta(max_length=MAX_MESSAGE_CHARS)]
+    param: Annotated[str, Meta(max_length=100)] | None = None
 
 
 class StoredBlob(msgspec.Struct):

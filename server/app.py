@@ -34,6 +34,7 @@ from storage.blobs import BlobStore
 from storage.database import Database
 from storage.files import FileRepository
 from storage.jobs import JobRepository
+from storage.workers import WorkerRepository
 
 log = logging.getLogger("gxft.server")
 
@@ -66,7 +67,7 @@ def create_app(settings: Settings) -> Starlette:
         validator = FileValidator(file_store, settings.min_examples)
         registry = BaseModelRegistry.load(settings.models_file, settings.profile)
         queue = open_queue(settings.queue_path, settings.redis_url)
-        workers = WorkerRoster()
+        workers = WorkerRoster(WorkerRepository(db))
         transitions = JobTransitions(settings, jobs, file_store, registry, queue, results)
         engine = InferenceEngine(adapter_slots=settings.adapter_slots, full_model_slots=settings.full_model_slots)
         app.state.services = Services(

@@ -1,7 +1,8 @@
 """Bearer-key authentication: which project a request acts for.
 
-Public `/v1` routes take API keys; `/internal` routes take the worker token alone, so a public
-key never reaches the worker API and a worker token never reaches user data through `/v1`.
+Public `/v1` routes take API keys; `/internal` routes take a registered worker's key (and, to register,
+the worker token), so a public key never reaches the worker API and a worker's credentials never reach
+user data through `/v1`.
 
 With no API keys configured the server is open to whoever reaches it, so it answers only requests
 that name it by a loopback name or one of the configured public names (`GXFT_PUBLIC_HOSTS`): a web
@@ -15,8 +16,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.config import DEFAULT_PROJECT
 from server.errors import APIError, error_response
+from storage.workers import WorkerRecord
 
 PUBLIC_PATHS = ("/healthz", "/openapi.json")
+REGISTER_PATH = "/internal/workers/register"
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -77,9 +80,18 @@ class AuthMiddleware:
                 return project
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
 
-    def check_worker(self, token: str | None) -> None:
+    def check_worker_token(self, token: str | None) -> None:
         if token is None or not hmac.compare_digest(self.worker_token.encode(), token.encode()):
-            raise APIError(401, "The internal API needs the worker token.", code="invalid_worker_token")
+            raise APIError(401, "Registering a worker needs the worker token.", code="invalid_worker_token")
+
+    @staticmethod
+    def worker_for(scope: Scope, key: str | None) -> WorkerRecord:
+        """The registered worker whose key this is (the roster lives with the app's services)."""
+        worker = scope["app"].state.services.workers.identify(key) if key else None
+        if worker is None:
+            raise APIError(401, "The internal API needs a registered worker's key; a worker registers with the "
+                           "worker token when it starts.", code="invalid_worker_token")
+        return worker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -88,8 +100,10 @@ class AuthMiddleware:
             return
         token = _bearer(scope)
         try:
-            if path.startswith("/internal/"):
-                self.check_worker(token)
+            if path == REGISTER_PATH:
+                self.check_worker_token(token)
+            elif path.startswith("/internal/"):
+                scope.setdefault("state", {})["worker"] = self.worker_for(scope, token)
             elif not self.api_keys:
                 self.check_host(scope)
             if path.startswith("/v1/"):

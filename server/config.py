@@ -17,6 +17,7 @@
 | GXFT_BODY_IDLE_SECONDS | the longest silence within a request body | 30 |
 | GXFT_BODY_GRACE_SECONDS | how long a body may take before its rate is checked | 10 |
 | GXFT_BODY_MIN_RATE | the slowest average rate of a body after the grace, in bytes/s | 1024 |
+| GXFT_MAX_RESULT_FILE_BYTES | the largest file a worker may upload (a checkpoint part, training state) | 64 GiB |
 | GXFT_PUBLIC_HOSTS | with no API keys: the host names, besides loopback ones, that requests may name | unset |
 | GXFT_QUOTA_FILE_BYTES | per project: the most bytes its files may hold (0: no limit) | 0 |
 | GXFT_QUOTA_ACTIVE_JOBS | per project: the most jobs queued, running or paused at once (0: no limit) | 0 |
@@ -53,6 +54,7 @@ class Settings(msgspec.Struct, kw_only=True):
     body_idle_seconds: float = 30.0
     body_grace_seconds: float = 10.0
     body_min_rate: float = 1024.0
+    max_result_file_bytes: int = 64 * 1024**3
     public_hosts: tuple[str, ...] = ()
     quota_file_bytes: int = 0
     quota_active_jobs: int = 0
@@ -130,6 +132,7 @@ def load_settings(
         body_min_rate=float(env.get("GXFT_BODY_MIN_RATE", 1024)),
         public_hosts=tuple(name.strip().lower() for name in env.get("GXFT_PUBLIC_HOSTS", "").split(",")
                            if name.strip()),
+        max_result_file_bytes=int(env.get("GXFT_MAX_RESULT_FILE_BYTES", 64 * 1024**3)),
         quota_file_bytes=int(env.get("GXFT_QUOTA_FILE_BYTES", 0)),
         quota_active_jobs=int(env.get("GXFT_QUOTA_ACTIVE_JOBS", 0)),
     )

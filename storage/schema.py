@@ -130,6 +130,18 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX files_by_expiry ON files (expires_at) WHERE expires_at IS NOT NULL AND deleted = 0;
     """,
+    # 8: registered workers. A worker registers with the worker token and is answered a key of its own;
+    # only the key's SHA-256 is kept. What it said it trains on is believed from its registration alone.
+    """
+    CREATE TABLE workers (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            TEXT    NOT NULL UNIQUE,
+        key_hash      TEXT    NOT NULL UNIQUE,
+        accelerator   TEXT    NOT NULL,
+        devices       TEXT    NOT NULL,
+        registered_at INTEGER NOT NULL
+    );
+    """,
 ]
 
 

@@ -17,15 +17,15 @@ import msgspec
 from contract.error_envelope import ErrorResponse
 from contract.internal_api import (
     CheckpointReport,
-    ClaimRequest,
     CompletionReport,
     FailureReport,
     JobSpec,
     Order,
     ProgressReport,
+    RegisteredWorker,
     ReportReply,
     StoredBlob,
-    WorkerHeartbeat,
+    WorkerRegistration,
 )
 
 log = logging.getLogger("gxft.worker")
@@ -65,13 +65,19 @@ def _check(response: httpx2.Response) -> None:
 
 
 class WorkerClient:
-    def __init__(self, server_url: str, token: str, worker_id: str):
-        self.worker_id = worker_id
+    """The internal API with one credential: the worker token (only to `register`), or the key that
+    registering answers (everything else)."""
+
+    def __init__(self, server_url: str, credential: str):
+        self.server_url = server_url
         self.http = httpx2.Client(
             base_url=server_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {credential}"},
             timeout=httpx2.Timeout(120.0, connect=5.0),
         )
+
+    def register(self, registration: WorkerRegistration) -> RegisteredWorker:
+        return self._post("/internal/workers/register", registration, RegisteredWorker)
 
     def _with_retries(self, what: str, attempt: Any, patience: float = RECONNECT_SECONDS) -> Any:
         """`attempt()`, again after each transport error until `patience` seconds have passed."""
@@ -98,16 +104,17 @@ class WorkerClient:
 
         return self._with_retries(f"{method} {path}", attempt, patience)
 
-    def _post(self, path: str, body: msgspec.Struct, reply_type: type[T], patience: float = RECONNECT_SECONDS) -> T:
+    def _post(self, path: str, body: msgspec.Struct | None, reply_type: type[T],
+              patience: float = RECONNECT_SECONDS) -> T:
         response = self._request(
-            "POST", path, content=msgspec.json.encode(body), headers={"Content-Type": "application/json"},
-            patience=patience,
+            "POST", path, content=msgspec.json.encode(body) if body is not None else b"",
+            headers={"Content-Type": "application/json"}, patience=patience,
         )
         return msgspec.json.decode(response.content, type=reply_type)
 
     def claim(self, job_id: str) -> JobSpec | None:
         try:
-            return self._post(f"/internal/jobs/{job_id}/claim", ClaimRequest(worker_id=self.worker_id), JobSpec)
+            return self._post(f"/internal/jobs/{job_id}/claim", None, JobSpec)
         except JobTaken:
             return None
 
@@ -125,11 +132,12 @@ class WorkerClient:
 
         return self._with_retries(f"GET {path}", attempt)
 
-    def download_file(self, file_id: str, destination: Path) -> Path:
-        return self._download(f"/internal/files/{file_id}/content", destination)
+    def download_file(self, job_id: str, file_id: str, destination: Path) -> Path:
+        """A file the job trains on (its worker reads those files alone)."""
+        return self._download(f"/internal/jobs/{job_id}/files/{file_id}", destination)
 
-    def download_state(self, blob_id: str, destination: Path) -> Path:
-        return self._download(f"/internal/blobs/{blob_id}", destination)
+    def download_state(self, job_id: str, blob_id: str, destination: Path) -> Path:
+        return self._download(f"/internal/jobs/{job_id}/state/{blob_id}", destination)
 
     @staticmethod
     def _chunks(path: Path) -> Iterator[bytes]:
@@ -139,15 +147,11 @@ class WorkerClient:
 
     def upload_result_file(self, job_id: str, path: Path) -> str:
         """Stage a result file; the checkpoint or completion report that names it makes it a file."""
-        response = self._request(
-            "POST", f"/internal/jobs/{job_id}/files", params={"worker_id": self.worker_id}, upload=path
-        )
+        response = self._request("POST", f"/internal/jobs/{job_id}/files", upload=path)
         return msgspec.json.decode(response.content, type=StoredBlob).id
 
     def upload_state(self, job_id: str, path: Path) -> str:
-        response = self._request(
-            "POST", f"/internal/jobs/{job_id}/blobs", params={"worker_id": self.worker_id}, upload=path
-        )
+        response = self._request("POST", f"/internal/jobs/{job_id}/blobs", upload=path)
         return msgspec.json.decode(response.content, type=StoredBlob).id
 
     def add_checkpoint(self, job_id: str, report: CheckpointReport) -> None:
@@ -159,12 +163,9 @@ class WorkerClient:
     def fail(self, job_id: str, report: FailureReport) -> None:
         self._post(f"/internal/jobs/{job_id}/fail", report, dict)
 
-    def heartbeat(self, heartbeat: WorkerHeartbeat, patience: float) -> None:
+    def heartbeat(self, patience: float) -> None:
         """Patient only until the next heartbeat is due: that one says the same, and newer."""
-        self._request(
-            "POST", "/internal/workers/heartbeat", content=msgspec.json.encode(heartbeat),
-            headers={"Content-Type": "application/json"}, patience=patience,
-        )
+        self._request("POST", "/internal/workers/heartbeat", patience=patience)
 
     def close(self) -> None:
         self.http.close()

@@ -1,7 +1,8 @@
 """`gxft worker`: a huey consumer that trains one job at a time for a GXFT server.
 
 It needs only the queue (SQLite file in the data dir, or Redis through GXFT_REDIS_URL) and the
-server's URL with the worker token (GXFT_WORKER_TOKEN); it never opens the server's storage.
+server's URL with the worker token (GXFT_WORKER_TOKEN); it never opens the server's storage. It
+registers with the token when it starts and works with the key the server answers from then on.
 """
 
 import logging
@@ -14,8 +15,7 @@ from pathlib import Path
 
 import httpx2
 
-from contract.ids import random_base62
-from contract.internal_api import WorkerHeartbeat
+from contract.internal_api import WorkerRegistration
 from contract.job_queue import QUEUE_FILENAME, open_queue
 from worker.client import ServerRefused, WorkerClient
 from worker.runner import JobRunner
@@ -38,24 +38,22 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _this_machine(worker_id: str) -> WorkerHeartbeat:
+def _this_machine() -> WorkerRegistration:
     import torch
 
     if torch.cuda.is_available():
         devices = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
-        return WorkerHeartbeat(worker_id=worker_id, accelerator="cuda", devices=devices)
-    return WorkerHeartbeat(worker_id=worker_id, accelerator="cpu")
+        return WorkerRegistration(accelerator="cuda", devices=devices)
+    return WorkerRegistration(accelerator="cpu")
 
 
 def _keep_announcing(client: WorkerClient) -> None:
-    """Tell the server, now and every few seconds, that this worker is here and what it can train on."""
-    heartbeat = _this_machine(client.worker_id)
-    log.info("worker %s: %s", client.worker_id, ", ".join(heartbeat.devices) or "CPU only")
+    """Tell the server every few seconds that this worker is still here."""
 
     def announce() -> None:
         while True:
             try:
-                client.heartbeat(heartbeat, patience=HEARTBEAT_SECONDS)
+                client.heartbeat(patience=HEARTBEAT_SECONDS)
             except (httpx2.HTTPError, ServerRefused) as exc:
                 log.debug("heartbeat not delivered: %s", exc)
             time.sleep(HEARTBEAT_SECONDS)
@@ -74,11 +72,18 @@ def run_worker(server_url: str, queue_path: str | None = None, parent_pid: int |
         queue_path = str(Path(os.environ.get("GXFT_DATA_DIR", "gxft-data")).resolve() / QUEUE_FILENAME)
     if parent_pid:
         _exit_with_parent(parent_pid)
-    worker_id = f"{socket.gethostname()}-{os.getpid()}-{random_base62(6)}"
-    _keep_announcing(WorkerClient(server_url, token, worker_id))
-    runner = JobRunner(server_url, token, worker_id)
+    machine = _this_machine()
+    try:  # waits for a server that is still starting (the embedded worker starts beside it)
+        registered = WorkerClient(server_url, token).register(machine)
+    except (httpx2.HTTPError, ServerRefused) as exc:
+        print(f"gxft worker: {server_url} did not register this worker: {exc}", file=sys.stderr)
+        return 2
+    log.info("worker %s on %s: %s", registered.worker_id, socket.gethostname(),
+             ", ".join(machine.devices) or "CPU only")
+    _keep_announcing(WorkerClient(server_url, registered.worker_key))
+    runner = JobRunner(server_url, registered.worker_key)
     queue = open_queue(Path(queue_path) if queue_path else None, redis_url, run_job=runner.run)
-    log.info("worker %s serving %s from %s", worker_id, server_url, redis_url or queue_path)
+    log.info("worker %s serving %s from %s", registered.worker_id, server_url, redis_url or queue_path)
     consumer = queue.huey.create_consumer(
         workers=1, worker_type="thread", periodic=False, initial_delay=0.05, backoff=1.5, max_delay=0.5
     )

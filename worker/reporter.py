@@ -54,7 +54,7 @@ class ProgressReporter:
         with self._send_lock:
             with self._lock:
                 events, self._events = self._events, []
-                report = ProgressReport(worker_id=self.client.worker_id, events=events, **self._progress)
+                report = ProgressReport(events=events, **self._progress)
             try:
                 order = self.client.report(self.job_id, report)
             except JobTaken:  # cancelled, ended or taken back: the loop stops at its next step

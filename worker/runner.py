@@ -72,7 +72,7 @@ class JobHooks:
         state_blob = self.client.upload_state(self.job_id, state_path) if state_path else None
         checkpoint_metrics = {k: v for k, v in metrics.items() if k != "total_steps"}
         self.client.add_checkpoint(self.job_id, CheckpointReport(
-            worker_id=self.client.worker_id, step_number=step, metrics=checkpoint_metrics,
+            step_number=step, metrics=checkpoint_metrics,
             result_files=result_files, state_blob=state_blob, final=final, paused=paused,
         ))
         shutil.rmtree(weights_dir, ignore_errors=True)
@@ -97,13 +97,12 @@ def _failure(exc: BaseException) -> tuple[str, str, str | None]:
 class JobRunner:
     """Runs the jobs that the queue hands this worker (`run` is the queue's task), one at a time."""
 
-    def __init__(self, server_url: str, token: str, worker_id: str):
+    def __init__(self, server_url: str, worker_key: str):
         self.server_url = server_url
-        self.token = token
-        self.worker_id = worker_id
+        self.worker_key = worker_key
 
     def run(self, job_id: str) -> None:
-        client = WorkerClient(self.server_url, self.token, self.worker_id)
+        client = WorkerClient(self.server_url, self.worker_key)
         try:
             spec = client.claim(job_id)
             if spec is None:
@@ -128,7 +127,7 @@ def run_job(client: WorkerClient, spec: JobSpec) -> None:
                 csv_path = workdir / "step_metrics.csv"
                 write_metrics_csv(result.metric_rows, csv_path)
                 client.complete(spec.job_id, CompletionReport(
-                    worker_id=client.worker_id, trained_tokens=result.trained_tokens,
+                    trained_tokens=result.trained_tokens,
                     result_files={csv_path.name: client.upload_result_file(spec.job_id, csv_path)},
                 ))
             except JobTaken:
@@ -137,8 +136,7 @@ def run_job(client: WorkerClient, spec: JobSpec) -> None:
                 log.exception("job %s failed", spec.job_id)
                 code, message, param = _failure(exc)
                 reporter.flush()
-                client.fail(spec.job_id, FailureReport(worker_id=client.worker_id, code=code, message=message,
-                                                       param=param))
+                client.fail(spec.job_id, FailureReport(code=code, message=message, param=param))
     except JobTaken:
         log.info("job %s was taken from this worker; stopping", spec.job_id)
     finally:
@@ -155,14 +153,15 @@ def _release_gpu_memory() -> None:
 
 def _training_run(client: WorkerClient, spec: JobSpec, workdir: Path) -> TrainingRun:
     """The job's files fetched into `workdir`, as the trainer's input."""
-    train_path = client.download_file(spec.training_file, workdir / "train.jsonl")
-    valid_path = client.download_file(spec.validation_file, workdir / "valid.jsonl") if spec.validation_file else None
+    train_path = client.download_file(spec.job_id, spec.training_file, workdir / "train.jsonl")
+    valid_path = (client.download_file(spec.job_id, spec.validation_file, workdir / "valid.jsonl")
+                  if spec.validation_file else None)
     continued = None
     if spec.starting_weights is not None:
         folder = workdir / "starting-weights"
         folder.mkdir()
         for filename, file_id in spec.starting_weights.files.items():
-            client.download_file(file_id, folder / filename)
+            client.download_file(spec.job_id, file_id, folder / filename)
         continued = ContinuedModel(folder=folder, adapter=spec.starting_weights.adapter,
                                    name=spec.starting_weights.model)
     return TrainingRun(
@@ -176,7 +175,7 @@ def _train(client: WorkerClient, spec: JobSpec, reporter: ProgressReporter, work
     trainer = Trainer(_training_run(client, spec, workdir))
     trainer.setup()
     if spec.resume is not None:
-        trainer.load_state(client.download_state(spec.resume.state_blob, workdir / "resume.pt"))
+        trainer.load_state(client.download_state(spec.job_id, spec.resume.state_blob, workdir / "resume.pt"))
     reporter.progress(trained_steps=trainer.step, total_steps=trainer.total_steps,
                       trained_tokens=trainer.trained_tokens)
     wandb_run, note = start_wandb(spec.integrations, spec.job_id, msgspec.to_builtins(spec.settings))

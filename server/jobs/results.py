@@ -39,10 +39,16 @@ class JobResults:
     def scratch_writer(self, kind: ScratchKind, job_id: str) -> BlobWriter:
         return self.blobs.writer(new_id(_scratch_prefix(kind, job_id)))
 
-    def open_state(self, blob_id: str) -> BinaryIO | None:
-        """Training state for a resuming worker, opened now (pruning cannot cut it short); None for any other
-        blob, or one that is gone."""
-        return self.blobs.open(blob_id) if blob_id.partition("-")[0] == "state" else None
+    def open_state(self, job: JobRecord, blob_id: str) -> BinaryIO | None:
+        """The job's training state, for its resuming worker, opened now (pruning cannot cut it short); None for
+        any other blob, or one that is gone."""
+        return self.blobs.open(blob_id) if blob_id.startswith(_scratch_prefix("state", job.id)) else None
+
+    def input_files(self, job: JobRecord) -> set[str]:
+        """The files a job trains on: its training and validation files, and the model it continues."""
+        inputs = {job.training_file, *([job.validation_file] if job.validation_file else [])}
+        starting = self.starting_weights(job) if job.parent_checkpoint else None
+        return inputs | set(starting.files.values() if starting else ())
 
     def _check_scratch(self, job: JobRecord, kind: ScratchKind, blob_id: str) -> None:
         if not blob_id.startswith(_scratch_prefix(kind, job.id)) or not self.blobs.exists(blob_id):

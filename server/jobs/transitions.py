@@ -35,10 +35,19 @@ A job in a final status never changes again.
 """
 
 import logging
+import re
 import time
 from typing import Any
 
-from contract.internal_api import CheckpointReport, CompletionReport, FailureReport, JobSpec, Order, ProgressReport
+from contract.internal_api import (
+    MAX_STEPS,
+    CheckpointReport,
+    CompletionReport,
+    FailureReport,
+    JobSpec,
+    Order,
+    ProgressReport,
+)
 from contract.job_queue import JobQueue
 from contract.literals import JobStatus
 from server.base_models import BaseModelRegistry
@@ -63,6 +72,10 @@ TRANSITIONS: dict[str, tuple[tuple[JobStatus, ...], JobStatus]] = {
 }
 # The order a worker hears in the answer to its report, by the job's status; any other status: "stop".
 ORDERS: dict[JobStatus, Order] = {"running": "continue", "paused": "pause"}
+# A worker's failure message may quote what it was calling; users see the message, not the address.
+INTERNAL_URL = re.compile(r"https?://\S*?/internal/\S*|'?/internal/[^\s']*'?")
+# How far an event's time may stray from the server's clock.
+CLOCK_SKEW_SECONDS = 600
 # What a worker may still report on: a paused job's worker is saving its pause checkpoint.
 HELD_STATUSES: tuple[JobStatus, ...] = ("running", "paused")
 
@@ -156,13 +169,14 @@ class JobTransitions:
             raise job_not_held(job_id)
         return job
 
-    def report(self, job_id: str, report: ProgressReport) -> Order:
+    def report(self, job_id: str, worker_id: str, report: ProgressReport) -> Order:
         """Progress from the worker that holds the job (which renews its lease); answers the user's latest
         order. A report on a job the worker no longer holds (cancelled, ended, taken back) changes nothing."""
         with self.jobs.db.transaction():
-            job = self.held_job(job_id, report.worker_id)
+            job = self.held_job(job_id, worker_id)
+            _check_progress(job, report)
             if not self.jobs.update(
-                job.id, if_status=HELD_STATUSES, held_by=report.worker_id,
+                job.id, if_status=HELD_STATUSES, held_by=worker_id,
                 trained_steps=report.trained_steps, total_steps=report.total_steps,
                 trained_tokens=report.trained_tokens,
                 estimated_finish=report.estimated_finish if job.status == "running" else None,
@@ -174,23 +188,26 @@ class JobTransitions:
                                     created_at=event.created_at)
         return ORDERS[job.status]
 
-    def add_checkpoint(self, job_id: str, report: CheckpointReport) -> CheckpointRecord:
+    def add_checkpoint(self, job_id: str, worker_id: str, report: CheckpointReport) -> CheckpointRecord:
         with self.jobs.db.transaction():
-            job = self.held_job(job_id, report.worker_id)
+            job = self.held_job(job_id, worker_id)
+            if job.total_steps is not None and report.step_number > job.total_steps:
+                raise invalid_request(f"Step {report.step_number} is past the job's {job.total_steps} steps.",
+                                      param="step_number")
             checkpoint = self.results.record_checkpoint(job, report)
             if report.paused:  # the pause checkpoint is saved: the worker lets go of the job
-                self.jobs.update(job.id, if_status=("paused",), held_by=report.worker_id, worker_id=None,
+                self.jobs.update(job.id, if_status=("paused",), held_by=worker_id, worker_id=None,
                                  lease_expires_at=None)
                 self.jobs.add_event(job.id, f"The job was paused at step {report.step_number}", data={})
         self.results.prune(job.id)
         return checkpoint
 
-    def complete(self, job_id: str, report: CompletionReport) -> JobRecord:
+    def complete(self, job_id: str, worker_id: str, report: CompletionReport) -> JobRecord:
         with self.jobs.db.transaction():
-            job = self.held_job(job_id, report.worker_id)
+            job = self.held_job(job_id, worker_id)
             name = self.results.fine_tuned_model_name(job, job.model_name_id)
             if not self._change(
-                job.id, "complete", held_by=report.worker_id, finished_at=int(time.time()), fine_tuned_model=name,
+                job.id, "complete", held_by=worker_id, finished_at=int(time.time()), fine_tuned_model=name,
                 trained_tokens=report.trained_tokens, estimated_finish=None, worker_id=None, lease_expires_at=None,
             ):
                 raise job_not_held(job.id)
@@ -200,9 +217,10 @@ class JobTransitions:
         self.results.drop_leftovers(job.id)
         return self._current(job.id)
 
-    def fail(self, job_id: str, report: FailureReport) -> JobRecord:
-        self.held_job(job_id, report.worker_id)
-        if not self._fail(job_id, report.code, report.message, report.param, held_by=report.worker_id):
+    def fail(self, job_id: str, worker_id: str, report: FailureReport) -> JobRecord:
+        self.held_job(job_id, worker_id)
+        message = INTERNAL_URL.sub("the server's internal API", report.message)  # never shown to the user
+        if not self._fail(job_id, report.code, message, report.param, held_by=worker_id):
             raise job_not_held(job_id)
         return self._current(job_id)
 
@@ -245,3 +263,18 @@ class JobTransitions:
         """At start-up: queue entries may have been lost with a crash; claiming twice is harmless."""
         for job in self.jobs.queued():
             self.queue.enqueue(job.id)
+
+
+def _check_progress(job: JobRecord, report: ProgressReport) -> None:
+    """What a worker reports must be possible for this job: its own steps, its own time."""
+    if report.total_steps is not None and report.trained_steps > report.total_steps:
+        raise invalid_request(f"{report.trained_steps} trained steps are more than the {report.total_steps} the job "
+                              "has.", param="trained_steps")
+    now = time.time()
+    for event in report.events:
+        if not job.created_at - CLOCK_SKEW_SECONDS <= event.created_at <= now + CLOCK_SKEW_SECONDS:
+            raise invalid_request(f"An event's created_at ({event.created_at}) is not a time of this job.",
+                                  param="events.created_at")
+        step = (event.data or {}).get("step")
+        if event.type == "metrics" and not (isinstance(step, int) and 1 <= step <= (report.total_steps or MAX_STEPS)):
+            raise invalid_request("A metrics event needs its step, from 1 to the job's total.", param="events.data")
