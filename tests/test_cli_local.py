@@ -50,6 +50,7 @@ def test_create_config_train_evaluate(tmp_path, method):
     trained = gxft("train", "demo.json", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert "20 steps" in trained.stdout and "Training gxft/tiny-chat" in trained.stderr  # the progress bar
+    assert "Warning" not in trained.stderr, trained.stderr  # no library deprecation notices reach the user
     output = tmp_path / "demo_output"
     weights = {"lora": "adapter_model.safetensors", "qlora": "adapter_model.safetensors",
                "sft": "model.safetensors"}[method]
@@ -60,6 +61,7 @@ def test_create_config_train_evaluate(tmp_path, method):
 
     evaluated = gxft("evaluate", "demo_output", "--dataset", str(VALID), "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
+    assert "Warning" not in evaluated.stderr, evaluated.stderr
     metrics = json.loads(evaluated.stdout)
     assert metrics["examples"] == 5 and metrics["format"] == "chat"
     assert abs(metrics["perplexity"] - 2.718281828 ** metrics["loss"]) < 1e-6 * metrics["perplexity"]

@@ -104,10 +104,10 @@ def test_mixed_adapter_batch_matches_each_adapter_alone():
     base = AutoModelForCausalLM.from_pretrained(TINY)
     config = LoraConfig(r=4, lora_alpha=64, target_modules="all-linear", init_lora_weights=False)
     torch.manual_seed(0)
-    model = get_peft_model(base, config, adapter_name="a")
-    model.add_adapter("b", config)
+    model = get_peft_model(base, config, adapter_name="first")
+    model.add_adapter("second", config)
     model.eval()
-    adapters = ["__base__", "a", "b", "a"]
+    adapters = ["__base__", "first", "second", "first"]  # names peft does not mistake for its prefix
     prompts = ["Hello there", "Hello there", "Hi", "The capital of France"]
 
     def run(rows, mixed):

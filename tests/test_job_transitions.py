@@ -67,16 +67,16 @@ def test_a_completion_after_a_cancel_changes_nothing(transitions):
     transitions.claim(job.id, "w1")
     transitions.cancel(transitions.jobs.get(job.id))
     with pytest.raises(APIError) as refused:
-        transitions.complete(job.id, CompletionReport(worker_id="w1", trained_tokens=5, result_files={}))
+        transitions.complete(job.id, "w1", CompletionReport(trained_tokens=5, result_files={}))
     assert refused.value.status == 409
     with pytest.raises(APIError):
-        transitions.fail(job.id, FailureReport(worker_id="w1", code="x", message="late"))
+        transitions.fail(job.id, "w1", FailureReport(code="x", message="late"))
     after = transitions.jobs.get(job.id)
     assert (after.status, after.fine_tuned_model, after.error) == ("cancelled", None, None)
     # The job has no worker from the cancel on; the old worker's next report is refused, and it stops.
     assert transitions.jobs.get(job.id).worker_id is None
     with pytest.raises(APIError) as refused:
-        transitions.report(job.id, ProgressReport(worker_id="w1", trained_steps=3))
+        transitions.report(job.id, "w1", ProgressReport(trained_steps=3))
     assert refused.value.status == 409 and transitions.jobs.get(job.id).trained_steps == 0
 
 
@@ -87,7 +87,7 @@ def test_a_paused_job_resumes_only_once_its_worker_lets_go(transitions):
     assert paused.status == "paused"
     with pytest.raises(APIError, match="still saving its pause checkpoint"):
         transitions.resume(paused)
-    assert transitions.report(job.id, ProgressReport(worker_id="w1")) == "pause"
+    assert transitions.report(job.id, "w1", ProgressReport()) == "pause"
     transitions.jobs.update(job.id, worker_id=None)  # as the pause checkpoint's report does
     assert transitions.resume(transitions.jobs.get(job.id)).status == "queued"
 
@@ -95,7 +95,7 @@ def test_a_paused_job_resumes_only_once_its_worker_lets_go(transitions):
 def test_a_finished_job_cannot_be_cancelled_or_paused(transitions):
     job = _queued_job(transitions)
     transitions.claim(job.id, "w1")
-    transitions.complete(job.id, CompletionReport(worker_id="w1", trained_tokens=5, result_files={}))
+    transitions.complete(job.id, "w1", CompletionReport(trained_tokens=5, result_files={}))
     done = transitions.jobs.get(job.id)
     assert done.status == "succeeded"
     for change in (transitions.cancel, transitions.pause, transitions.resume):
