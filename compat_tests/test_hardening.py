@@ -339,6 +339,15 @@ def test_names_that_would_not_route_stop_the_server_at_start(tmp_path, variable,
     assert started.returncode == 2 and words in started.stderr
 
 
+@pytest.mark.parametrize(("variable", "value"), [
+    ("GXFT_QUOTA_FILE_BYTES", "10GB"), ("GXFT_LEASE_SECONDS", "nan"), ("GXFT_ADAPTER_SLOTS", "0"),
+])
+def test_a_mistyped_number_stops_the_server_with_its_name(tmp_path, variable, value):
+    started = subprocess.run([sys.executable, "-m", "gxft", "serve", "--data-dir", str(tmp_path / "data")],
+                             env={**os.environ, variable: value}, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2 and f"{variable} must be" in started.stderr and "Traceback" not in started.stderr
+
+
 def _get(server: ServerProcess, path: str, host: str) -> httpx2.Response:
     return httpx2.get(server.base_url + path, headers={"Host": host, "Authorization": "Bearer sk-any"}, timeout=30)
 

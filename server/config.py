@@ -23,10 +23,12 @@
 | GXFT_QUOTA_ACTIVE_JOBS | per project: the most jobs queued, running or paused at once (0: no limit) | 0 |
 """
 
+import math
 import os
 import re
 import secrets
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -80,6 +82,9 @@ class SettingsError(ValueError):
     pass
 
 
+N = TypeVar("N", int, float)
+
+
 def parse_api_keys(value: str) -> dict[str, str]:
     keys: dict[str, str] = {}
     for entry in value.split(","):
@@ -93,6 +98,22 @@ def parse_api_keys(value: str) -> dict[str, str]:
                                 "'-', '_' and '.', starting with a letter or digit.")
         keys[key.strip()] = project
     return keys
+
+
+def _env_number(name: str, default: N, least: N) -> N:
+    """The variable `name` as a number of the default's type, at least `least`; a mistyped one stops the start
+    with its name rather than a traceback."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = type(default)(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < least:
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise SettingsError(f"{name} must be {kind} of at least {least}, not {raw!r}.")
+    return value
 
 
 def _worker_token(data_dir: Path) -> str:
@@ -118,23 +139,23 @@ def load_settings(
     settings = Settings(
         data_dir=root,
         api_keys=parse_api_keys(env.get("GXFT_API_KEYS", "")),
-        max_upload_bytes=int(env.get("GXFT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)),
-        min_examples=int(env.get("GXFT_MIN_EXAMPLES", 10)),
+        max_upload_bytes=_env_number("GXFT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, 1),
+        min_examples=_env_number("GXFT_MIN_EXAMPLES", 10, 1),
         worker_token=_worker_token(root),
         redis_url=env.get("GXFT_REDIS_URL") or None,
-        lease_seconds=float(env.get("GXFT_LEASE_SECONDS", 60)),
+        lease_seconds=_env_number("GXFT_LEASE_SECONDS", 60.0, 1.0),
         profile=profile or env.get("GXFT_PROFILE") or "default",
-        adapter_slots=int(env.get("GXFT_ADAPTER_SLOTS", 8)),
-        full_model_slots=int(env.get("GXFT_FULL_MODEL_SLOTS", 2)),
-        head_timeout_seconds=float(env.get("GXFT_HEAD_TIMEOUT_SECONDS", 10)),
-        body_idle_seconds=float(env.get("GXFT_BODY_IDLE_SECONDS", 30)),
-        body_grace_seconds=float(env.get("GXFT_BODY_GRACE_SECONDS", 10)),
-        body_min_rate=float(env.get("GXFT_BODY_MIN_RATE", 1024)),
+        adapter_slots=_env_number("GXFT_ADAPTER_SLOTS", 8, 1),
+        full_model_slots=_env_number("GXFT_FULL_MODEL_SLOTS", 2, 1),
+        head_timeout_seconds=_env_number("GXFT_HEAD_TIMEOUT_SECONDS", 10.0, 0.1),
+        body_idle_seconds=_env_number("GXFT_BODY_IDLE_SECONDS", 30.0, 0.1),
+        body_grace_seconds=_env_number("GXFT_BODY_GRACE_SECONDS", 10.0, 0.0),
+        body_min_rate=_env_number("GXFT_BODY_MIN_RATE", 1024.0, 0.0),
         public_hosts=tuple(name.strip().lower() for name in env.get("GXFT_PUBLIC_HOSTS", "").split(",")
                            if name.strip()),
-        max_result_file_bytes=int(env.get("GXFT_MAX_RESULT_FILE_BYTES", 64 * 1024**3)),
-        quota_file_bytes=int(env.get("GXFT_QUOTA_FILE_BYTES", 0)),
-        quota_active_jobs=int(env.get("GXFT_QUOTA_ACTIVE_JOBS", 0)),
+        max_result_file_bytes=_env_number("GXFT_MAX_RESULT_FILE_BYTES", 64 * 1024**3, 1),
+        quota_file_bytes=_env_number("GXFT_QUOTA_FILE_BYTES", 0, 0),
+        quota_active_jobs=_env_number("GXFT_QUOTA_ACTIVE_JOBS", 0, 0),
     )
     if models_file := env.get("GXFT_MODELS_FILE"):
         settings.models_file = Path(models_file).resolve()
