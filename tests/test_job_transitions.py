@@ -103,3 +103,13 @@ def test_a_finished_job_cannot_be_cancelled_or_paused(transitions):
             change(done)
     assert transitions.jobs.get(job.id).status == "succeeded"
     assert done.resolved is not None and done.resolved["n_epochs"] >= 1  # resolved at the claim
+
+
+def test_a_job_whose_validation_file_went_fails_at_the_claim(transitions):
+    job = _queued_job(transitions)
+    transitions.jobs.update(job.id, validation_file="file-gone")
+    assert transitions.claim(job.id, "w1") is None
+    failed = transitions.jobs.get(job.id)
+    assert failed.status == "failed" and failed.worker_id is None
+    assert failed.error == {"code": "invalid_validation_file", "param": "validation_file",
+                            "message": "The validation file is no longer available."}

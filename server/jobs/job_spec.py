@@ -2,7 +2,7 @@
 
 It is built at the claim, not at create: the hyperparameters resolve against the training file's
 example count and the base model's learning rates, and a resumed job gets the training state of its
-last checkpoint. A job that can no longer train (its training file deleted, its base model gone from
+last checkpoint. A job that can no longer train (its training or validation file deleted, its base model gone from
 the registry, the model it continues deleted) is refused with the reason, and then fails.
 """
 
@@ -26,6 +26,9 @@ def job_spec(job: JobRecord, registry: BaseModelRegistry, files: FileStore, resu
     training = files.get(job.project, job.training_file)
     if training is None:
         raise CannotTrain("invalid_training_file", "The training file is no longer available.", "training_file")
+    if job.validation_file is not None and files.get(job.project, job.validation_file) is None:
+        raise CannotTrain("invalid_validation_file", "The validation file is no longer available.",
+                          "validation_file")
     model = registry.get(job.base_model)
     if model is None:
         raise CannotTrain("model_not_available", f"The base model {job.base_model} is no longer available.", "model")
