@@ -111,10 +111,8 @@ def test_jobs_cancel_pause_resume_and_failure_exit_code(server):
     job_id = ok(gxft(server, "jobs", "create", "--model", TINY, "--training-file", train, "--epochs", "50")
                 ).split(":")[0]
     assert ok(gxft(server, "jobs", "pause", job_id, "--json")).count('"paused"') == 1
-    resumed = gxft(server, "jobs", "resume", job_id)
-    while resumed.returncode == 1 and "still saving" in resumed.stderr:  # a running job's pause checkpoint
-        resumed = gxft(server, "jobs", "resume", job_id)
-    assert f"{job_id}: queued" in ok(resumed)
+    resumed = ok(gxft(server, "jobs", "resume", job_id))  # at once: the pause checkpoint may still be saving
+    assert f"{job_id}: queued" in resumed or f"{job_id}: running" in resumed
     assert f"{job_id}: cancelled" in ok(gxft(server, "jobs", "cancel", job_id))
     watched = gxft(server, "jobs", "watch", job_id)
     assert watched.returncode == 1 and f"{job_id}: cancelled" in watched.stdout

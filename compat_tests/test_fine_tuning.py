@@ -344,6 +344,20 @@ def test_pause_and_resume_continue_to_the_same_total(server, sample_files):
     assert error.status_code == 400
 
 
+def test_resume_right_after_pause_loses_and_repeats_no_step(server, sample_files):
+    # As OpenAI's docs show it: pause, then resume at once, while the pause checkpoint is still being written.
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
+    train, _ = sample_files
+    job = client.fine_tuning.jobs.create(model=TINY, training_file=train.id, hyperparameters={"n_epochs": 30})
+    wait_for(lambda: client.fine_tuning.jobs.retrieve(job.id).model_extra["trained_steps"] >= 15)
+    assert client.fine_tuning.jobs.pause(job.id).status == "paused"
+    assert client.fine_tuning.jobs.resume(job.id).status in ("running", "queued")
+    done = wait_done(client, job.id, patience=120)
+    assert done.status == "succeeded", done.error
+    steps = [e.data["step"] for e in metrics_events(client, job.id)]
+    assert steps == list(range(1, 301))
+
+
 def test_job_list_paginates_and_filters_by_metadata(start_server):
     server = start_server(worker=False)
     client = server.client()

@@ -88,7 +88,8 @@ Order = Literal["continue", "pause", "stop"]
 
 
 class ReportReply(msgspec.Struct):
-    """The user's latest order for a job its worker still holds: "continue" or "pause"."""
+    """The user's latest order for a job its worker still holds: "continue" or "pause". The answer to a
+    pause checkpoint is "pause" once the worker has let go of the job, "continue" if it was resumed meanwhile."""
 
     order: Order
 

@@ -72,7 +72,7 @@ class LocalHooks:
     def order(self) -> Order:
         return "continue"
 
-    def save_checkpoint(self, step, metrics, weights_dir: Path, state_path, final: bool, paused: bool) -> None:
+    def save_checkpoint(self, step, metrics, weights_dir: Path, state_path, final: bool, paused: bool) -> Order:
         target = self.output_dir if final else self.output_dir / f"checkpoint-{step}"
         target.mkdir(parents=True, exist_ok=True)
         for path in weights_dir.iterdir():
@@ -81,6 +81,7 @@ class LocalHooks:
         shutil.rmtree(weights_dir, ignore_errors=True)
         if state_path is not None:
             state_path.unlink(missing_ok=True)
+        return "continue"
 
 
 def _settings(config: LocalConfig, context_length: int | None) -> TrainingSettings:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from contract.internal_api import CompletionReport, FailureReport, ProgressReport
+from contract.internal_api import CheckpointReport, CompletionReport, FailureReport, ProgressReport
 from contract.job_queue import open_queue
 from server.base_models import BaseModelRegistry
 from server.config import REPO_ROOT, Settings
@@ -80,16 +80,32 @@ def test_a_completion_after_a_cancel_changes_nothing(transitions):
     assert refused.value.status == 409 and transitions.jobs.get(job.id).trained_steps == 0
 
 
-def test_a_paused_job_resumes_only_once_its_worker_lets_go(transitions):
+def _pause_checkpoint(step: int) -> CheckpointReport:
+    return CheckpointReport(step_number=step, metrics={"step": step}, result_files={}, state_blob=None, final=False,
+                            paused=True)
+
+
+def test_a_job_resumed_while_its_worker_saves_the_pause_checkpoint_trains_on_there(transitions):
     job = _queued_job(transitions)
     transitions.claim(job.id, "w1")
-    paused = transitions.pause(transitions.jobs.get(job.id))
-    assert paused.status == "paused"
-    with pytest.raises(APIError, match="still saving its pause checkpoint"):
-        transitions.resume(paused)
+    assert transitions.pause(transitions.jobs.get(job.id)).status == "paused"
     assert transitions.report(job.id, "w1", ProgressReport()) == "pause"
-    transitions.jobs.update(job.id, worker_id=None)  # as the pause checkpoint's report does
-    assert transitions.resume(transitions.jobs.get(job.id)).status == "queued"
+    resumed = transitions.resume(transitions.jobs.get(job.id))
+    assert (resumed.status, resumed.worker_id) == ("running", "w1")
+    assert transitions.add_checkpoint(job.id, "w1", _pause_checkpoint(3)) == "continue"
+    assert transitions.jobs.get(job.id).worker_id == "w1"
+    assert transitions.report(job.id, "w1", ProgressReport(trained_steps=4)) == "continue"
+
+
+def test_a_job_resumed_after_its_pause_checkpoint_is_queued_again(transitions):
+    job = _queued_job(transitions)
+    transitions.claim(job.id, "w1")
+    transitions.pause(transitions.jobs.get(job.id))
+    assert transitions.add_checkpoint(job.id, "w1", _pause_checkpoint(3)) == "pause"
+    assert transitions.jobs.get(job.id).worker_id is None  # the worker let go
+    resumed = transitions.resume(transitions.jobs.get(job.id))
+    assert (resumed.status, resumed.worker_id) == ("queued", None)
+    assert transitions.claim(job.id, "w2") is not None
 
 
 def test_a_finished_job_cannot_be_cancelled_or_paused(transitions):

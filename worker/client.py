@@ -154,8 +154,8 @@ class WorkerClient:
         response = self._request("POST", f"/internal/jobs/{job_id}/blobs", upload=path)
         return msgspec.json.decode(response.content, type=StoredBlob).id
 
-    def add_checkpoint(self, job_id: str, report: CheckpointReport) -> None:
-        self._post(f"/internal/jobs/{job_id}/checkpoints", report, dict)
+    def add_checkpoint(self, job_id: str, report: CheckpointReport) -> Order:
+        return self._post(f"/internal/jobs/{job_id}/checkpoints", report, ReportReply).order
 
     def complete(self, job_id: str, report: CompletionReport) -> None:
         self._post(f"/internal/jobs/{job_id}/complete", report, dict)

@@ -1,8 +1,10 @@
 """Progress reports off the training loop's path: events are batched and sent by a background thread.
 
 The loop only appends to a buffer; every `interval` seconds the thread posts what has gathered
-(which also renews the job's lease) and keeps the latest order (continue, pause, or stop when the
-server refuses the report because the job is no longer this worker's) for the loop to read after each step.
+(which also renews the job's lease) and keeps the server's latest order (continue, pause, or stop when
+the server refuses the report because the job is no longer this worker's) for the loop to read after
+each step. The server's job status is the truth, so a later answer replaces an earlier one: a pause
+followed by a resume is heard as "continue".
 """
 
 import logging
@@ -64,9 +66,14 @@ class ProgressReporter:
                 with self._lock:
                     self._events[:0] = events  # keep them for the next try: nothing is lost
                 raise
-            if order != "continue":
+            self.order = order
+            return order
+
+    def heard(self, order: Order) -> None:
+        """An order heard outside the reports (a checkpoint's answer): newer than any report in flight."""
+        with self._send_lock:
+            if self.order != "stop":
                 self.order = order
-            return self.order
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval):

@@ -62,7 +62,7 @@ class JobHooks:
         return self.reporter.order
 
     def save_checkpoint(self, step: int, metrics: dict[str, float], weights_dir: Path, state_path: Path | None,
-                        final: bool, paused: bool) -> None:
+                        final: bool, paused: bool) -> Order:
         self.reporter.flush()  # the metrics events come before the checkpoint event
         result_files = {
             path.name: self.client.upload_result_file(self.job_id, path)
@@ -71,13 +71,15 @@ class JobHooks:
         }
         state_blob = self.client.upload_state(self.job_id, state_path) if state_path else None
         checkpoint_metrics = {k: v for k, v in metrics.items() if k != "total_steps"}
-        self.client.add_checkpoint(self.job_id, CheckpointReport(
+        order = self.client.add_checkpoint(self.job_id, CheckpointReport(
             step_number=step, metrics=checkpoint_metrics,
             result_files=result_files, state_blob=state_blob, final=final, paused=paused,
         ))
+        self.reporter.heard(order)
         shutil.rmtree(weights_dir, ignore_errors=True)
         if state_path:
             state_path.unlink(missing_ok=True)
+        return order
 
 
 def _failure(exc: BaseException) -> tuple[str, str, str | None]:

@@ -35,7 +35,7 @@ class TrainingHooks(Protocol):
     def save_checkpoint(
         self, step: int, metrics: dict[str, float], weights_dir: Path, state_path: Path | None, final: bool,
         paused: bool,
-    ) -> None: ...
+    ) -> Order: ...
 
 
 @dataclass
@@ -111,10 +111,10 @@ class Trainer:
             self.tokenizer.save_pretrained(directory)
         return directory
 
-    def _checkpoint(self, hooks: TrainingHooks, metrics: dict, final: bool, paused: bool = False) -> None:
+    def _checkpoint(self, hooks: TrainingHooks, metrics: dict, final: bool, paused: bool = False) -> Order:
         weights = self.save_weights(self.run.workdir / f"step-{self.step}")
         state = None if final else self.save_state(self.run.workdir / f"state-{self.step}.pt")
-        hooks.save_checkpoint(self.step, metrics, weights, state, final, paused)
+        return hooks.save_checkpoint(self.step, metrics, weights, state, final, paused)
 
     def train(self, hooks: TrainingHooks) -> TrainingResult:
         settings, objective = self.settings, self.objective
@@ -142,8 +142,9 @@ class Trainer:
                     self._checkpoint(hooks, metrics, final=self.step == self.total_steps)
                 order = hooks.order()
                 if order == "pause" and self.step < self.total_steps:
-                    self._checkpoint(hooks, metrics, final=False, paused=True)
-                    return TrainingResult("pause", self.trained_tokens, rows)
-                if order == "stop":
+                    # Resumed while the checkpoint was saved, the job goes on here, from this very step.
+                    if self._checkpoint(hooks, metrics, final=False, paused=True) == "pause":
+                        return TrainingResult("pause", self.trained_tokens, rows)
+                elif order == "stop":
                     return TrainingResult("stop", self.trained_tokens, rows)
         return TrainingResult("completed", self.trained_tokens, rows)

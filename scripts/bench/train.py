@@ -133,8 +133,8 @@ def run_gxft(model_dir: str, data: Path, settings: dict[str, Any], packing: bool
         def order(self) -> Order:
             return "continue"
 
-        def save_checkpoint(self, *args, **kwargs) -> None:
-            pass
+        def save_checkpoint(self, *args, **kwargs) -> Order:
+            return "continue"
 
     settings_used = TrainingSettings(
         n_epochs=1, batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],

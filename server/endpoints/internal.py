@@ -23,7 +23,7 @@ from server.errors import APIError, is_out_of_space, not_found
 from server.files.multipart import drain, incomplete_upload, out_of_space
 from server.files.store import commit_blob
 from server.jobs.results import ScratchKind
-from server.presenters import checkpoint_object, job_object
+from server.presenters import job_object
 from server.responses import MsgspecResponse, OpenFileResponse
 from server.services import services
 from storage.blobs import BlobWriter
@@ -96,9 +96,8 @@ async def upload_state_blob(request: Request) -> MsgspecResponse:
 
 async def add_checkpoint(request: Request) -> MsgspecResponse:
     body = await decode_json(request, CheckpointReport)
-    checkpoint = services(request).transitions.add_checkpoint(request.path_params["job_id"], _worker(request).id,
-                                                              body)
-    return MsgspecResponse(checkpoint_object(checkpoint))
+    order = services(request).transitions.add_checkpoint(request.path_params["job_id"], _worker(request).id, body)
+    return MsgspecResponse(ReportReply(order=order))
 
 
 async def complete_job(request: Request) -> MsgspecResponse:

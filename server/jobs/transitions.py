@@ -4,10 +4,10 @@ job), and the row count says whether it did. Of two racing changes, say a cancel
 or two workers claiming one job, exactly one happens.
 
     create ──▶ queued ──claim──▶ running ─────complete─────▶ succeeded
-               │ ▲ ▲               │ │ │                         ▲
-               │ │ └────requeue────┘ │ └─────fail────▶ failed    │
-               │ │                 pause               ▲ ▲       │
-               │ │                   ▼                 │ │       │
+               │ ▲ ▲               │ ▲ │ │                       ▲
+               │ │ └────requeue────┘ │ │ └───fail────▶ failed    │
+               │ │                 pause resume_held   ▲ ▲       │
+               │ │                   ▼ │               │ │       │
                │ └──────resume───── paused ────fail────┘ │       │
                │                     ▲ └────complete─────┼───────┘
                ├───────pause─────────┘                   │
@@ -23,13 +23,16 @@ or two workers claiming one job, exactly one happens.
 | requeue  | running                                   | queued    | the lease watch               |
 | pause    | queued, running                           | paused    | the user                      |
 | resume   | paused                                    | queued    | the user                      |
+| resume_held | paused                                 | running   | the user, while the worker saves |
 | cancel   | validating_files, queued, running, paused | cancelled | the user                      |
 
 A worker holds a lease on its running job, renewed by every report; a job whose worker goes silent
 is queued again and the next worker resumes it from its last checkpoint. The user's orders for a
 running job travel to its worker in the answer to its next report: a paused job keeps its worker
 until the worker has saved a pause checkpoint (which is why a paused job may still complete, when
-the pause came during its last step, or fail while saving). A cancelled job has no worker from the
+the pause came during its last step, or fail while saving). A resume while it saves (`resume_held`)
+makes the job running again on the same worker, which hears "continue" in the answer to its pause
+checkpoint and trains on from it, without a step lost or repeated. A cancelled job has no worker from the
 moment it is cancelled: whatever its old worker reports is refused (409), which tells it to stop.
 A job in a final status never changes again.
 """
@@ -56,7 +59,7 @@ from server.errors import invalid_request, job_not_held
 from server.files.store import FileStore
 from server.jobs.job_spec import CannotTrain, job_spec
 from server.jobs.results import JobResults
-from storage.jobs import CheckpointRecord, JobRecord, JobRepository
+from storage.jobs import JobRecord, JobRepository
 
 log = logging.getLogger("gxft.jobs")
 
@@ -68,6 +71,7 @@ TRANSITIONS: dict[str, tuple[tuple[JobStatus, ...], JobStatus]] = {
     "requeue": (("running",), "queued"),
     "pause": (("queued", "running"), "paused"),
     "resume": (("paused",), "queued"),
+    "resume_held": (("paused",), "running"),
     "cancel": (("validating_files", "queued", "running", "paused"), "cancelled"),
 }
 # The order a worker hears in the answer to its report, by the job's status; any other status: "stop".
@@ -125,12 +129,13 @@ class JobTransitions:
 
     def resume(self, job: JobRecord) -> JobRecord:
         with self.jobs.db.transaction():
+            current = self._current(job.id)
+            if current.status == "paused" and current.worker_id is not None:
+                # Its worker is still saving the pause checkpoint, with the model in memory: it trains on.
+                if self._change(job.id, "resume_held", held_by=current.worker_id):
+                    self.jobs.add_event(job.id, "The job was resumed", data={})
+                    return self._current(job.id)
             if not self._change(job.id, "resume", if_unheld=True):
-                current = self._current(job.id)
-                if current.status == "paused":
-                    raise invalid_request(
-                        f"Job {job.id} is still saving its pause checkpoint; resume it in a few seconds.", param="id"
-                    )
                 raise invalid_request(f"Job {job.id} is {current.status}; only a paused job can be resumed.",
                                       param="id")
             self.jobs.add_event(job.id, "The job was resumed and is queued", data={})
@@ -188,19 +193,23 @@ class JobTransitions:
                                     created_at=event.created_at)
         return ORDERS[job.status]
 
-    def add_checkpoint(self, job_id: str, worker_id: str, report: CheckpointReport) -> CheckpointRecord:
+    def add_checkpoint(self, job_id: str, worker_id: str, report: CheckpointReport) -> Order:
+        """Records the checkpoint; answers the order for the worker, as a report's answer does. For a pause
+        checkpoint that is "pause" (the worker has let go of the job) unless the user resumed meanwhile."""
         with self.jobs.db.transaction():
             job = self.held_job(job_id, worker_id)
             if job.total_steps is not None and report.step_number > job.total_steps:
                 raise invalid_request(f"Step {report.step_number} is past the job's {job.total_steps} steps.",
                                       param="step_number")
-            checkpoint = self.results.record_checkpoint(job, report)
-            if report.paused:  # the pause checkpoint is saved: the worker lets go of the job
-                self.jobs.update(job.id, if_status=("paused",), held_by=worker_id, worker_id=None,
-                                 lease_expires_at=None)
+            self.results.record_checkpoint(job, report)
+            if report.paused and self.jobs.update(job.id, if_status=("paused",), held_by=worker_id, worker_id=None,
+                                                  lease_expires_at=None):
                 self.jobs.add_event(job.id, f"The job was paused at step {report.step_number}", data={})
+                order: Order = "pause"
+            else:
+                order = ORDERS[job.status]
         self.results.prune(job.id)
-        return checkpoint
+        return order
 
     def complete(self, job_id: str, worker_id: str, report: CompletionReport) -> JobRecord:
         with self.jobs.db.transaction():
