@@ -54,11 +54,21 @@ def _multipart(filename: bytes, content: bytes = b"{}\n", purpose: bytes = b"fin
     return body, f"multipart/form-data; boundary={boundary}"
 
 
+@pytest.mark.parametrize("filename", [b"../../evil.jsonl", b"/etc/evil.jsonl", b"..\\..\\evil.jsonl",
+                                      b"data/evil.jsonl"])
+def test_a_path_as_file_name_keeps_its_last_part_and_writes_nowhere_else(keyed, filename):
+    before = sorted(p.name for p in keyed.data_dir.parent.iterdir())
+    body, content_type = _multipart(filename)
+    response = httpx2.post(f"{keyed.base_url}/v1/files", content=body,
+                           headers={"Authorization": f"Bearer {ALPHA_KEY}", "Content-Type": content_type})
+    assert response.status_code == 200 and response.json()["filename"] == "evil.jsonl"
+    assert sorted(p.name for p in keyed.data_dir.parent.iterdir()) == before
+    assert list((keyed.data_dir / "blobs" / "tmp").iterdir()) == []
+
+
 @pytest.mark.parametrize("filename, words", [
-    (b"../../evil.jsonl", "bare name, not a path"),
-    (b"/etc/evil.jsonl", "bare name, not a path"),
-    (b"..\\..\\evil.jsonl", "bare name, not a path"),
     (b"..", "not a file name"),
+    (b"dir/..", "not a file name"),
     (b"evil\x00.jsonl", "control characters"),
     (b"x" * 300 + b".jsonl", "longer than 255 characters"),
     (b"x" * 10_000 + b".jsonl", "Maximum header size exceeded"),

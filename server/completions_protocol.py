@@ -60,12 +60,14 @@ class ChatCompletionRequest(SamplingRequest, kw_only=True, forbid_unknown_fields
     web_search_options: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     verbosity: str | None = None
+    moderation: dict[str, Any] | None = None
     # Accepted and ignored: they change bookkeeping at OpenAI, not the answer.
     metadata: dict[str, str] | None = None
     store: bool | None = None
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
     safety_identifier: str | None = None
 
 
@@ -104,7 +106,7 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     model: str
     choices: list[ChatChoice]
     usage: Usage
-    system_fingerprint: str | None = None
+    system_fingerprint: str
 
 
 class ChatDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -126,7 +128,7 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     model: str
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
-    system_fingerprint: str | None = None
+    system_fingerprint: str
 
 
 class CompletionChoice(msgspec.Struct, kw_only=True):
@@ -145,4 +147,4 @@ class Completion(msgspec.Struct, kw_only=True):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
-    system_fingerprint: str | None = None
+    system_fingerprint: str

@@ -61,7 +61,7 @@ def job_object(job: JobRecord) -> FineTuningJob:
 def event_object(event: EventRecord) -> FineTuningJobEvent:
     return FineTuningJobEvent(
         id=event.id, created_at=event.created_at, level=event.level, message=event.message, type=event.type,
-        data=event.data,
+        data=event.data or {},  # an object always, as OpenAI's schema has it
     )
 
 

@@ -93,7 +93,7 @@ class WandbIntegration(msgspec.Struct, forbid_unknown_fields=True):
     project: str
     name: str | None = None
     entity: str | None = None
-    tags: list[str] | None = None
+    tags: list[str] = []
 
 
 class Integration(msgspec.Struct, forbid_unknown_fields=True):
@@ -153,7 +153,7 @@ class FineTuningJobEvent(msgspec.Struct, kw_only=True):
     level: EventLevel
     message: str
     type: EventType = "message"
-    data: Any = None
+    data: dict[str, Any] = {}
 
 
 class FineTuningJobCheckpoint(msgspec.Struct, kw_only=True):

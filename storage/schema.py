@@ -142,6 +142,15 @@ MIGRATIONS: list[str] = [
         registered_at INTEGER NOT NULL
     );
     """,
+    # 9: a W&B integration's `tags` is a list, never null, as OpenAI's schema has it; jobs stored before
+    # held null where none were sent.
+    """
+    UPDATE jobs SET integrations = (
+        SELECT json_group_array(CASE WHEN json_type(value, '$.wandb.tags') IS NOT 'array'
+                                     THEN json_set(value, '$.wandb.tags', json('[]')) ELSE json(value) END)
+        FROM json_each(jobs.integrations)
+    ) WHERE json_array_length(integrations) > 0;
+    """,
 ]
 
 

@@ -30,6 +30,7 @@ from server.errors import invalid_request
 from server.openapi import operation
 from server.responses import MsgspecResponse
 from server.services import project, services
+from server.serving.fingerprint import SYSTEM_FINGERPRINT
 from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, GenerationRequest, Piece, Started
 from server.serving.params import chat_messages, chat_sampling, choice_count, completion_prompts, completion_sampling
 
@@ -135,6 +136,7 @@ async def chat_completions(request: Request) -> MsgspecResponse | StreamingRespo
         outcome = await _gather(generation)
         return MsgspecResponse(ChatCompletion(
             id=completion_id, created=created, model=body.model, usage=outcome.usage,
+            system_fingerprint=SYSTEM_FINGERPRINT,
             choices=[
                 ChatChoice(index=index, message=AssistantMessage(content=text),
                            finish_reason=outcome.finish_reasons[index])
@@ -143,7 +145,8 @@ async def chat_completions(request: Request) -> MsgspecResponse | StreamingRespo
         ))
 
     def chunk(choices: list[ChatChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
-        return ChatCompletionChunk(id=completion_id, created=created, model=body.model, choices=choices, usage=usage)
+        return ChatCompletionChunk(id=completion_id, created=created, model=body.model, choices=choices, usage=usage,
+                                   system_fingerprint=SYSTEM_FINGERPRINT)
 
     def chunks(event: Event) -> list[ChatCompletionChunk]:
         if isinstance(event, Started):
@@ -174,7 +177,8 @@ async def completions(request: Request) -> MsgspecResponse | StreamingResponse:
     completion_id, created = new_id("cmpl-"), int(time.time())
 
     def completion(choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
-        return Completion(id=completion_id, created=created, model=body.model, choices=choices, usage=usage)
+        return Completion(id=completion_id, created=created, model=body.model, choices=choices, usage=usage,
+                          system_fingerprint=SYSTEM_FINGERPRINT)
 
     if not body.stream:
         outcome = await _gather(generation)

@@ -23,12 +23,9 @@ MAX_FILENAME_CHARS = 255
 
 
 def display_name(raw: str) -> str:
-    """The name to show for a file (never used on disk). Clients send a bare name; a path is refused."""
-    name = raw.strip()
-    if "/" in name or "\\" in name:
-        raise invalid_request(
-            f"The file name must be a bare name, not a path: {name[:100]!r}.", param="file", code="invalid_filename"
-        )
+    """The name to show for a file (never used on disk). A path keeps its last part, as the SDKs send it:
+    `openai api files.create -f data/train.jsonl` of openai-python up to 2.34 sends the path as typed."""
+    name = raw.strip().replace("\\", "/").rsplit("/", 1)[-1].strip()
     if any(unicodedata.category(char) == "Cc" for char in name):
         raise invalid_request("The file name contains control characters.", param="file", code="invalid_filename")
     if len(name) > MAX_FILENAME_CHARS:

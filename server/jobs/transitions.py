@@ -162,9 +162,9 @@ class JobTransitions:
             if not claimed:
                 return None
             if spec.resume is None:
-                self.jobs.add_event(job.id, "Fine-tuning job started", data=None)
+                self.jobs.add_event(job.id, "Fine-tuning job started", data={})
             else:
-                self.jobs.add_event(job.id, f"Fine-tuning job resumed from step {spec.resume.step_number}", data=None)
+                self.jobs.add_event(job.id, f"Fine-tuning job resumed from step {spec.resume.step_number}", data={})
         return spec
 
     def held_job(self, job_id: str, worker_id: str) -> JobRecord:

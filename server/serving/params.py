@@ -102,6 +102,7 @@ def chat_sampling(request: ChatCompletionRequest) -> SamplingParams:
         "modalities": [m for m in request.modalities or [] if m != "text"],
         "prediction": request.prediction,
         "web_search_options": request.web_search_options,
+        "moderation": request.moderation,  # a check GXFT does not run: refused rather than skipped in silence
     })
     if not request.messages:
         raise invalid_request("'messages' must contain at least one message.", param="messages")
