@@ -53,7 +53,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_complete = False
     _refused = False
     _chunk_bytes = 0
-    _deadline: TimerHandle | None = None
+    # One timer per connection, moved by setting `_expires_at`: a request's phases change the deadline
+    # several times, and a timer made and cancelled for each is a heap push and pop on the hot path.
+    _expires_at: float | None = None
+    _expiring = "head"
+    _timer: TimerHandle | None = None
+    _timer_at = 0.0
     _body_started = 0.0
     _body_bytes = 0
 
@@ -68,16 +73,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # Time limits
 
     def _arm(self, seconds: float, what: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._time_out, what)
+        self._expires_at, self._expiring = self.loop.time() + seconds, what
+        if self._timer is not None and self._timer_at <= self._expires_at:
+            return  # it fires first, and moves itself on to the deadline
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = self.loop.call_at(self._expires_at, self._check), self._expires_at
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._expires_at = None
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._expires_at is None:
+            return
+        if self._expires_at > self.loop.time():
+            self._timer, self._timer_at = self.loop.call_at(self._expires_at, self._check), self._expires_at
+            return
+        self._time_out(self._expiring)
 
     def _time_out(self, what: str) -> None:
-        self._deadline = None
+        self._expires_at = None
         if self.transport.is_closing():
             return
         if what == "body" and self.flow.read_paused:  # the server is slow, not the client: wait on
@@ -96,6 +112,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     # Parsing
@@ -117,7 +136,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_complete = False
-        if self._deadline is None:  # a later request on a kept-alive connection: its head's clock starts now
+        if self._expires_at is None:  # a later request on a kept-alive connection: its head's clock starts now
             self._arm(self.head_seconds, "head")
 
     def on_headers_complete(self) -> None:
