@@ -9,6 +9,11 @@ from typing import Any
 from storage.schema import migrate
 
 
+def placeholders(count: int) -> str:
+    """`?, ?, …` for an `IN (…)` of `count` values."""
+    return ", ".join("?" * count)
+
+
 class Database:
     def __init__(self, path: Path):
         # Autocommit mode: single statements commit on their own; `transaction()` groups several.

@@ -24,6 +24,8 @@ class FileRecord(msgspec.Struct, kw_only=True):
 
 
 FILES = Table("files", FileRecord)
+# A file that is neither deleted nor past its expiry (the sweep may not have come yet); `?` is now.
+LIVE = "deleted = 0 AND (expires_at IS NULL OR expires_at > ?)"
 
 
 class FileRepository:
@@ -34,18 +36,16 @@ class FileRepository:
         FILES.insert(self.db, record)
 
     def get(self, project: str, file_id: str) -> FileRecord | None:
-        return FILES.one(self.db, "WHERE id = ? AND project = ? AND deleted = 0"
-                         " AND (expires_at IS NULL OR expires_at > ?)", (file_id, project, int(time.time())))
+        return FILES.one(self.db, f"WHERE id = ? AND project = ? AND {LIVE}", (file_id, project, int(time.time())))
 
     def get_live(self, file_id: str) -> FileRecord | None:
         """A file neither deleted nor expired, whatever its project (for the worker API and housekeeping)."""
-        return FILES.one(self.db, "WHERE id = ? AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?)",
-                         (file_id, int(time.time())))
+        return FILES.one(self.db, f"WHERE id = ? AND {LIVE}", (file_id, int(time.time())))
 
     def project_bytes(self, project: str) -> int:
         """What the project's files hold, in bytes (those deleted or expired not counted)."""
-        row = self.db.one("SELECT coalesce(sum(bytes), 0) FROM files WHERE project = ? AND deleted = 0"
-                          " AND (expires_at IS NULL OR expires_at > ?)", (project, int(time.time())))
+        row = self.db.one(f"SELECT coalesce(sum(bytes), 0) FROM files WHERE project = ? AND {LIVE}",
+                          (project, int(time.time())))
         return row[0] if row else 0
 
     def expired(self) -> list[FileRecord]:
@@ -64,7 +64,7 @@ class FileRepository:
     def list_page(
         self, project: str, purpose: str | None, after_seq: int | None, limit: int, descending: bool
     ) -> tuple[list[FileRecord], bool]:
-        where = "project = ? AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?)"
+        where = f"project = ? AND {LIVE}"
         params: list = [project, int(time.time())]
         if purpose is not None:
             where += " AND purpose = ?"

@@ -7,7 +7,7 @@ import msgspec
 
 from contract.ids import new_id
 from contract.literals import TERMINAL_STATUSES, EventLevel, EventType, JobStatus, Method, WeightsKind
-from storage.database import Database
+from storage.database import Database, placeholders
 from storage.records import Table
 
 
@@ -67,6 +67,7 @@ JOBS = Table("jobs", JobRecord, frozenset({"hyperparameters", "resolved", "metad
                                            "result_files"}))
 EVENTS = Table("job_events", EventRecord, frozenset({"data"}))
 CHECKPOINTS = Table("checkpoints", CheckpointRecord, frozenset({"metrics", "result_files"}))
+UNENDED = f"status NOT IN ({placeholders(len(TERMINAL_STATUSES))})"  # its values: TERMINAL_STATUSES
 
 
 class JobRepository:
@@ -113,8 +114,8 @@ class JobRepository:
 
     def versioned(self, job_ids: list[str]) -> list[tuple[JobRecord, int]]:
         """The jobs, each with its row version."""
-        placeholders = ", ".join("?" for _ in job_ids)
-        rows = self.db.all(f"SELECT row_version, {JOBS.as_json} FROM jobs WHERE id IN ({placeholders})", job_ids)
+        rows = self.db.all(f"SELECT row_version, {JOBS.as_json} FROM jobs WHERE id IN ({placeholders(len(job_ids))})",
+                           job_ids)
         return [(JOBS.decode(row[1]), row[0]) for row in rows]
 
     def list_page(
@@ -141,15 +142,11 @@ class JobRepository:
         return [row["id"] for row in rows]
 
     def unfinished_ids(self) -> set[str]:
-        placeholders = ", ".join("?" for _ in TERMINAL_STATUSES)
-        return {row["id"] for row in self.db.all(f"SELECT id FROM jobs WHERE status NOT IN ({placeholders})",
-                                                  TERMINAL_STATUSES)}
+        return {row["id"] for row in self.db.all(f"SELECT id FROM jobs WHERE {UNENDED}", TERMINAL_STATUSES)}
 
     def active_count(self, project: str) -> int:
         """The project's jobs that have not ended."""
-        placeholders = ", ".join("?" for _ in TERMINAL_STATUSES)
-        row = self.db.one(f"SELECT count(*) FROM jobs WHERE project = ? AND status NOT IN ({placeholders})",
-                          (project, *TERMINAL_STATUSES))
+        row = self.db.one(f"SELECT count(*) FROM jobs WHERE project = ? AND {UNENDED}", (project, *TERMINAL_STATUSES))
         return row[0] if row else 0
 
     def queued(self) -> list[JobRecord]:
@@ -183,7 +180,7 @@ class JobRepository:
         return [row[0] for row in rows], has_more
 
     def events(self, event_ids: list[str]) -> list[EventRecord]:
-        return EVENTS.all(self.db, f"WHERE id IN ({', '.join('?' for _ in event_ids)})", event_ids)
+        return EVENTS.all(self.db, f"WHERE id IN ({placeholders(len(event_ids))})", event_ids)
 
     # Checkpoints
 
