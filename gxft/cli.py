@@ -23,10 +23,13 @@ def serve(args: argparse.Namespace) -> int:
     os.umask(0o077)  # the data dir, its database, blobs and token: the owner's alone, from their creation
     try:
         settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile)
-        BaseModelRegistry.load(settings.models_file, settings.profile)
+        registry = BaseModelRegistry.load(settings.models_file, settings.profile, settings.models_dir)
     except (RegistryError, SettingsError) as exc:
         print(f"gxft serve: {exc}", file=sys.stderr)
         return 2
+    if registry.stand_in is not None:
+        print(f"gxft serve: the {settings.profile} profile's model names are played by {registry.stand_in}",
+              file=sys.stderr)
     worker = None
     if not args.no_worker:
         worker = start_embedded_worker(settings)
@@ -114,6 +117,12 @@ def _local(name: str):
     return run
 
 
+def _model_import(args: argparse.Namespace) -> int:
+    from gxft.model_import import models_import
+
+    return models_import(args)
+
+
 def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
     def leaf(group, name: str, handler: str, help: str) -> argparse.ArgumentParser:
         parser = group.add_parser(name, help=help, description=help, parents=[endpoint])
@@ -170,10 +179,20 @@ def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
     fetch.add_argument("--checkpoint", type=int, metavar="STEP", help="its step number (default: the last)")
     fetch.add_argument("--dir", help="the folder (default: JOB-step-N)")
 
-    models = commands.add_parser("models", help="list and delete models").add_subparsers(
+    models = commands.add_parser("models", help="list, delete and import models").add_subparsers(
         dest="models_command", required=True)
     leaf(models, "list", "models_list", "base and fine-tuned models")
     leaf(models, "delete", "models_delete", "delete a fine-tuned model").add_argument("model")
+    import_help = ("bring a model into the data dir as a base model: a Hugging Face folder, a .gguf file or a hub "
+                   "id, checked (it loads, its chat template renders turn by turn, generation stops at its "
+                   "end-of-turn token) and registered, so that a running server offers it at once")
+    model_import = models.add_parser("import", help=import_help, description=import_help)
+    model_import.add_argument("source", help="a model folder, a .gguf file, a hub id (owner/name), or a registry "
+                              "model that is converted from a GGUF file (to convert it now)")
+    model_import.add_argument("--id", dest="model_id", help="its name (default: the folder's, file's or hub id)")
+    model_import.add_argument("--data-dir", help="the server's data dir (default $GXFT_DATA_DIR or ./gxft-data)")
+    model_import.add_argument("--context-length", type=int, help="longest example (default: the model's)")
+    model_import.set_defaults(run=_model_import)
 
     chat = leaf(commands, "chat", "chat", "ask a model, streaming its answer")
     chat.add_argument("model")
@@ -196,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--no-worker", action="store_true", help="do not start the embedded worker")
     serve_parser.add_argument(
         "--profile", help="model names to answer to: 'emulator' adds OpenAI's and Nebius's fine-tunable models, "
-        "played by gxft/tiny-chat (default $GXFT_PROFILE or 'default')",
+        "played by SmolLM2 where it is installed, else gxft/tiny-chat (default $GXFT_PROFILE or 'default')",
     )
     serve_parser.add_argument("--log-level", default="info")
     serve_parser.set_defaults(run=serve)

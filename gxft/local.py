@@ -13,18 +13,20 @@ from contract.training_settings import TrainingSettings
 from gxft.local_config import ConfigError, LocalConfig, default_config, dump, load
 from gxft.output import print_json, progress
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-REGISTRY = REPO_ROOT / "sample_data" / "models" / "registry.toml"
 
+def _model_path(name: str) -> tuple[str, int | None, Path | None]:
+    """A registry id (or alias, or a model `gxft models import` brought into the data dir) → its folder,
+    context length and the GGUF file it is converted from; anything else is a folder or hub id."""
+    from server.base_models import BaseModelRegistry, RegistryError
+    from server.config import data_dir_path, models_dir, models_file_path
 
-def _model_path(name: str) -> tuple[str, int | None]:
-    """A registry id (or alias) → its folder and context length; anything else is a folder or hub id."""
-    from server.base_models import BaseModelRegistry
-
-    model = BaseModelRegistry.load(REGISTRY).get(name)
+    try:
+        model = BaseModelRegistry.load(models_file_path(), models_dir=models_dir(data_dir_path())).get(name)
+    except RegistryError as exc:
+        raise ConfigError(str(exc)) from exc
     if model is not None:
-        return model.path, model.context_length
-    return name, None
+        return model.path, model.context_length, Path(model.gguf) if model.gguf else None
+    return name, None, None
 
 
 def _check_dataset(path_text: str, declared: str | None, field: str) -> tuple[Path, DataFormat]:
@@ -122,7 +124,7 @@ def train(args) -> int:
                 what = "QLoRA (4-bit base weights with bitsandbytes)" if config.training.method == "qlora" else \
                     "model.device_map 'cuda'"
                 raise ConfigError(f"{what} needs a CUDA GPU, and this machine has none; use method 'lora' on the CPU")
-        model_path, context_length = _model_path(config.model.name)
+        model_path, context_length, model_gguf = _model_path(config.model.name)
     except ConfigError as exc:
         print(f"gxft train: {exc}", file=sys.stderr)
         return 2
@@ -138,7 +140,7 @@ def train(args) -> int:
             method="supervised", model_path=model_path, model_name=config.model.name, train_path=train_path,
             valid_path=valid_path, data_format=data_format, seed=config.training.seed,
             settings=_settings(config, context_length), workdir=Path(workdir),
-            device=pick_device(config.model.device_map),
+            device=pick_device(config.model.device_map), model_gguf=model_gguf,
         ))
         try:
             trainer.setup()

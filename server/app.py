@@ -65,7 +65,7 @@ def create_app(settings: Settings) -> Starlette:
         results.sweep()
         file_store.sweep_expired()
         validator = FileValidator(file_store, settings.min_examples)
-        registry = BaseModelRegistry.load(settings.models_file, settings.profile)
+        registry = BaseModelRegistry.load(settings.models_file, settings.profile, settings.models_dir)
         queue = open_queue(settings.queue_path, settings.redis_url)
         workers = WorkerRoster(WorkerRepository(db))
         transitions = JobTransitions(settings, jobs, file_store, registry, queue, results)

@@ -10,7 +10,7 @@
 | GXFT_REDIS_URL | use a Redis queue shared by workers on many machines | unset (SQLite queue) |
 | GXFT_MODELS_FILE | TOML registry of base models | sample_data/models/registry.toml |
 | GXFT_LEASE_SECONDS | how long a silent worker keeps its job | 60 |
-| GXFT_PROFILE | `emulator`: OpenAI's and Nebius's model names answer, played by the tiny model | default |
+| GXFT_PROFILE | `emulator`: OpenAI's and Nebius's model names answer (played by SmolLM2 or tiny-chat) | default |
 | GXFT_ADAPTER_SLOTS | LoRA adapters kept loaded for serving | 8 |
 | GXFT_FULL_MODEL_SLOTS | fully fine-tuned models kept loaded for serving | 2 |
 | GXFT_HEAD_TIMEOUT_SECONDS | how long a request's line and headers may take to arrive | 10 |
@@ -47,7 +47,7 @@ class Settings(msgspec.Struct, kw_only=True):
     min_examples: int = 10
     worker_token: str = ""
     redis_url: str | None = None
-    models_file: Path = REPO_ROOT / "sample_data" / "models" / "registry.toml"
+    models_file: Path = msgspec.field(default_factory=lambda: models_file_path())
     lease_seconds: float = 60.0
     profile: str = "default"
     adapter_slots: int = 8
@@ -64,6 +64,10 @@ class Settings(msgspec.Struct, kw_only=True):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "gxft.sqlite3"
+
+    @property
+    def models_dir(self) -> Path:
+        return models_dir(self.data_dir)
 
     @property
     def blobs_dir(self) -> Path:
@@ -130,11 +134,25 @@ def _worker_token(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def data_dir_path(data_dir: str | None = None) -> Path:
+    return Path(data_dir or os.environ.get("GXFT_DATA_DIR") or "gxft-data").resolve()
+
+
+def models_dir(data_dir: Path) -> Path:
+    """Models converted from GGUF files and imported with `gxft models import`, with their registry."""
+    return data_dir / "models"
+
+
+def models_file_path() -> Path:
+    models_file = os.environ.get("GXFT_MODELS_FILE")
+    return Path(models_file).resolve() if models_file else REPO_ROOT / "sample_data" / "models" / "registry.toml"
+
+
 def load_settings(
     data_dir: str | None = None, host: str | None = None, port: int | None = None, profile: str | None = None
 ) -> Settings:
     env = os.environ
-    root = Path(data_dir or env.get("GXFT_DATA_DIR") or "gxft-data").resolve()
+    root = data_dir_path(data_dir)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings = Settings(
         data_dir=root,
@@ -157,8 +175,7 @@ def load_settings(
         quota_file_bytes=_env_number("GXFT_QUOTA_FILE_BYTES", 0, 0),
         quota_active_jobs=_env_number("GXFT_QUOTA_ACTIVE_JOBS", 0, 0),
     )
-    if models_file := env.get("GXFT_MODELS_FILE"):
-        settings.models_file = Path(models_file).resolve()
+    settings.models_file = models_file_path()
     if host is not None:
         settings.host = host
     if port is not None:

@@ -3,11 +3,14 @@ in 4 bits for QLoRA), from a fine-tuned model's weights when the run continues o
 checkpointing only where activations would crowd the GPU, and wrapped with LoRA unless every weight
 trains."""
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from contract.training_settings import TrainingSettings
+from modeling.importing import ensure_converted
 from modeling.loading import compute_dtype, load_config, load_model, load_tokenizer
 from worker import attention
 from worker.training_run import TrainingRun
@@ -16,6 +19,8 @@ from worker.training_run import TrainingRun
 # estimated at this many bytes per token, hidden unit and layer (Korthikanti et al. count 34 for a
 # bf16 transformer layer, plus margin), would take more than half the GPU memory left after loading.
 ACTIVATION_BYTES: float = 50
+
+log = logging.getLogger("gxft.worker")
 
 
 class GPURequired(Exception):
@@ -26,6 +31,8 @@ def starting_model(run: TrainingRun, sequences_per_example: int) -> tuple[Any, A
     """The tokenizer, and the model ready to train (adapter or all weights)."""
     settings, continued = run.settings, run.continued
     path, name = run.model_path, run.model_name
+    if run.model_gguf is not None:
+        ensure_converted(run.model_gguf, Path(path), log.info)
     if continued is not None and not continued.adapter:  # full weights: they are the model
         path, name = str(continued.folder), continued.name
     tokenizer = load_tokenizer(path, name)

@@ -15,6 +15,7 @@ import msgspec
 import torch
 
 from contract.internal_api import CheckpointReport, CompletionReport, FailureReport, JobSpec, Order
+from modeling.importing import is_converted
 from modeling.loading import ModelLoadError, pick_device
 from worker.client import JobTaken, ServerRefused, WorkerClient
 from worker.data import DataError
@@ -170,11 +171,15 @@ def _training_run(client: WorkerClient, spec: JobSpec, workdir: Path) -> Trainin
         method=spec.method, model_path=spec.model_path, model_name=spec.base_model, train_path=train_path,
         valid_path=valid_path, data_format=spec.data_format, seed=spec.seed, settings=spec.settings,
         workdir=workdir, device=pick_device(), continued=continued,
+        model_gguf=Path(spec.model_gguf) if spec.model_gguf else None,
     )
 
 
 def _train(client: WorkerClient, spec: JobSpec, reporter: ProgressReporter, workdir: Path) -> TrainingResult:
-    trainer = Trainer(_training_run(client, spec, workdir))
+    run = _training_run(client, spec, workdir)
+    if run.model_gguf is not None and not is_converted(Path(run.model_path)):
+        reporter.event(f"Preparing {spec.base_model} from its GGUF file, once for this machine (about a minute)")
+    trainer = Trainer(run)
     trainer.setup()
     if spec.resume is not None:
         trainer.load_state(client.download_state(spec.job_id, spec.resume.state_blob, workdir / "resume.pt"))

@@ -45,6 +45,7 @@ def job_spec(job: JobRecord, registry: BaseModelRegistry, files: FileStore, resu
         method=job.method_type,
         base_model=model.id,
         model_path=model.path,
+        model_gguf=model.gguf,
         training_file=job.training_file,
         validation_file=job.validation_file,
         data_format=training.data_format or "chat",

@@ -39,11 +39,12 @@ def merge_adapter(served: ServedModel, out_dir: Path) -> list[Path]:
     from transformers import AutoTokenizer
 
     from modeling.loading import load_model
+    from server.serving.model_cache import base_model_folder
 
     assert served.weights is not None
     base = served.base
     # In float32 on the CPU, whatever serves the model: the merged weights are a copy to keep.
-    model = load_model(base.path, torch.device("cpu"), base.id, dtype=torch.float32)
+    model = load_model(base_model_folder(base), torch.device("cpu"), base.id, dtype=torch.float32)
     with WeightsFolder(served.name, served.weights) as folder:
         merged = PeftModel.from_pretrained(model, folder).merge_and_unload()
     merged.save_pretrained(out_dir)

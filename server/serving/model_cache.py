@@ -10,11 +10,14 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from modeling.importing import ensure_converted, is_converted
 from modeling.loading import ModelLoadError, load_model, load_tokenizer, pick_device
+from server.base_models import BaseModel
 from server.errors import APIError
 from server.model_catalog import FineTunedWeights, ServedModel, WeightsFolder
 from server.serving.generation import BASE_ADAPTER
@@ -43,6 +46,18 @@ class Placement:
     adapter: str
 
 
+def base_model_folder(base: BaseModel) -> str:
+    """The base model's folder, converted from its GGUF file first where it has one and that is not done yet."""
+    if base.gguf is not None:
+        if not is_converted(Path(base.path)):
+            log.info("preparing %s from its GGUF file, once (about a minute)", base.id)
+        try:
+            ensure_converted(Path(base.gguf), Path(base.path), log.info)
+        except ModelLoadError as exc:
+            raise APIError(500, str(exc), type="server_error", code="model_load_failed") from exc
+    return base.path
+
+
 def _load(path: str, name: str) -> LoadedModel:
     device = pick_device()
     try:
@@ -64,10 +79,10 @@ class ModelCache:
     def place(self, served: ServedModel) -> Placement:
         weights = served.weights
         if weights is None:
-            return Placement(served.base.id, self._base(served.base.id, served.base.path), BASE_ADAPTER)
+            return Placement(served.base.id, self._base(served.base), BASE_ADAPTER)
         if weights.kind == "full":
             return Placement(weights.checkpoint_id, self._full_model(served.name, weights), BASE_ADAPTER)
-        base = self._base(served.base.id, served.base.path)
+        base = self._base(served.base)
         self._adapter(base, served.name, weights)
         return Placement(served.base.id, base, weights.checkpoint_id)
 
@@ -86,10 +101,10 @@ class ModelCache:
         log.info("loaded %s in %.2f s", name, self.load_seconds[name])
         return result
 
-    def _base(self, model_id: str, path: str) -> LoadedModel:
-        if model_id not in self._bases:
-            self._bases[model_id] = self._timed(model_id, lambda: _load(path, model_id))
-        return self._bases[model_id]
+    def _base(self, base: BaseModel) -> LoadedModel:
+        if base.id not in self._bases:
+            self._bases[base.id] = self._timed(base.id, lambda: _load(base_model_folder(base), base.id))
+        return self._bases[base.id]
 
     def _full_model(self, name: str, weights: FineTunedWeights) -> LoadedModel:
         key = weights.checkpoint_id
