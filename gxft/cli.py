@@ -1,7 +1,8 @@
 """gxft: serve, train and use fine-tuned models.
 
 `serve` runs the server and `worker` a training worker. `files`, `jobs`, `models`, `chat` and
-`check-connection` drive any OpenAI-compatible fine-tuning API (GXFT, OpenAI, Nebius). `validate`,
+`check-connection` drive any OpenAI-compatible fine-tuning API (GXFT, OpenAI, Nebius); `migrate` brings
+another endpoint's jobs here and `models import` a model of your own. `validate`,
 `create-config`, `train` and `evaluate` work locally, with no server."""
 
 import argparse
@@ -117,6 +118,12 @@ def _local(name: str):
     return run
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from gxft.migrate import migrate
+
+    return migrate(args)
+
+
 def _model_import(args: argparse.Namespace) -> int:
     from gxft.model_import import models_import
 
@@ -202,6 +209,20 @@ def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
     chat.add_argument("--temperature", type=float)
     leaf(commands, "check-connection", "check_connection",
          "check the models, jobs and files endpoints: status and latency")
+
+    migrate_help = ("recreate the fine-tuning jobs of another OpenAI-compatible endpoint (OpenAI, Nebius, a GXFT) "
+                    "here: their files are copied and each job is created again, with its method, hyperparameters, "
+                    "suffix, seed and metadata, on the model --model-map names")
+    migrate = commands.add_parser("migrate", help=migrate_help, description=migrate_help, parents=[endpoint])
+    migrate.add_argument("--from-base-url", required=True, help="the source API, e.g. https://api.openai.com/v1")
+    migrate.add_argument("--from-api-key", required=True)
+    migrate.add_argument("--model-map", action="append", metavar="OLD=NEW",
+                         help="train OLD's jobs on NEW here (repeatable); unmapped jobs keep their model's name")
+    migrate.add_argument("--job", action="append", metavar="ID", help="only this job (repeatable)")
+    migrate.add_argument("--files-dir", help="your own copies of the files, by name, for a source that will not "
+                         "hand back fine-tuning uploads (OpenAI)")
+    migrate.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    migrate.set_defaults(run=_migrate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,9 @@ stops at. A model whose template ends turns with `<|im_end|>` while its generati
 A GGUF file is dequantised on loading; transformers will not save such a model, so its weights are copied
 into a plain model of the same configuration, saved in bf16 (half the size of float32, and exact for
 weights that were 4-bit to begin with).
+
+torch and transformers are imported only once a model is loaded: a source that cannot be imported at all
+(a mistyped path, the hub while offline) is refused at once, without their ten seconds of importing.
 """
 
 import contextlib
@@ -21,11 +24,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
-
-from modeling.loading import ModelLoadError
 
 Progress = Callable[[str], None]
 
@@ -39,7 +37,7 @@ PROBE = [
 ]
 
 
-class ImportRefused(ModelLoadError):
+class ImportRefused(Exception):
     """The model cannot be imported; the message says why, for the user."""
 
 
@@ -68,7 +66,8 @@ def import_model(source: str, folder: Path, progress: Progress, context_length: 
     return ImportedModel(folder=folder, context_length=length, end_of_turn=end_of_turn, fixes=fixes)
 
 
-def load_source(source: str, progress: Progress) -> tuple[Any, PreTrainedTokenizerBase]:
+def load_source(source: str, progress: Progress) -> tuple[Any, Any]:
+    """The model and its tokenizer."""
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix != ".gguf":
@@ -81,7 +80,10 @@ def load_source(source: str, progress: Progress) -> tuple[Any, PreTrainedTokeniz
     return _from_folder(_download(source, progress), progress)
 
 
-def _from_folder(folder: Path, progress: Progress) -> tuple[Any, PreTrainedTokenizerBase]:
+def _from_folder(folder: Path, progress: Progress) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     progress(f"loading {folder}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -91,7 +93,10 @@ def _from_folder(folder: Path, progress: Progress) -> tuple[Any, PreTrainedToken
     return model, tokenizer
 
 
-def _from_gguf(file: Path, progress: Progress) -> tuple[Any, PreTrainedTokenizerBase]:
+def _from_gguf(file: Path, progress: Progress) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     progress(f"loading {file.name} and dequantising its weights (about a minute on a laptop CPU)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
@@ -125,7 +130,7 @@ def _download(repo_id: str, progress: Progress) -> Path:
         raise ImportRefused(f"Cannot download {repo_id} from the Hugging Face hub: {exc}") from exc
 
 
-def check_chat_template(tokenizer: PreTrainedTokenizerBase) -> str:
+def check_chat_template(tokenizer: Any) -> str:
     """The token that ends an assistant turn, once the template is known to render turn by turn."""
     if not tokenizer.chat_template:
         raise ImportRefused("The model has no chat template, so chat examples cannot be rendered for it. Import an "
@@ -161,9 +166,10 @@ def check_chat_template(tokenizer: PreTrainedTokenizerBase) -> str:
     )
 
 
-def generation_config_stopping_at(model: Any, tokenizer: PreTrainedTokenizerBase,
-                                  end_of_turn: str) -> tuple[GenerationConfig, list[str]]:
-    config: GenerationConfig = model.generation_config or GenerationConfig()
+def generation_config_stopping_at(model: Any, tokenizer: Any, end_of_turn: str) -> tuple[Any, list[str]]:
+    from transformers import GenerationConfig
+
+    config = model.generation_config or GenerationConfig()
     eos = config.eos_token_id
     eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
     end_id = tokenizer.convert_tokens_to_ids(end_of_turn)
@@ -177,7 +183,9 @@ def generation_config_stopping_at(model: Any, tokenizer: PreTrainedTokenizerBase
     return config, fixes
 
 
-def check_runs(model: Any, tokenizer: PreTrainedTokenizerBase) -> None:
+def check_runs(model: Any, tokenizer: Any) -> None:
+    import torch
+
     ids = tokenizer(str(tokenizer.apply_chat_template(PROBE[:2], tokenize=False, add_generation_prompt=True)),
                     add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():

@@ -9,6 +9,7 @@ A running server learns of an imported model by the data dir registry's modifica
 no more than once a second: `gxft models import` writes the folder first and the registry entry last.
 """
 
+import importlib.util
 import logging
 import re
 import threading
@@ -20,7 +21,6 @@ from pathlib import Path
 import msgspec
 
 from contract.literals import Method
-from modeling.packaged_files import packaged_file
 
 DEFAULT_PROFILE = "default"
 IMPORTED_REGISTRY = "registry.toml"  # in the data dir's models folder
@@ -176,6 +176,22 @@ class BaseModelRegistry:
             self._stamps = fresh._stamps
         finally:
             self._lock.release()
+
+
+def packaged_file(reference: str) -> Path | None:
+    """`package/file` inside an installed Python package, or None where that package or file is missing. Found
+    without importing the package: one that ships a model file may import tools GXFT does not need, or lacks."""
+    package, _, name = reference.partition("/")
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        if (candidate := Path(location) / name).is_file():
+            return candidate
+    return None
 
 
 def _resolve(model: BaseModel, registry_dir: Path, models_dir: Path | None) -> bool:

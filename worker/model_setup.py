@@ -96,7 +96,7 @@ def apply_lora(model: Any, settings: TrainingSettings) -> Any:
 
     config = LoraConfig(
         r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,  # type: ignore[arg-type]  # peft annotates an int; any number works
+        lora_alpha=settings.lora_alpha,  # peft annotates an int; any number works
         lora_dropout=settings.lora_dropout,
         target_modules=settings.lora_target_modules or "all-linear",
         task_type="CAUSAL_LM",
@@ -111,5 +111,5 @@ def compute_in_input_dtype(model: Any) -> Any:
 
     for module in model.modules():
         if isinstance(module, BaseTunerLayer):
-            module.cast_input_dtype_enabled = False  # type: ignore[attr-defined]  # set by peft's LoRA layers
+            module.cast_input_dtype_enabled = False  # an attribute of peft's LoRA layers
     return model

@@ -15,7 +15,7 @@ import msgspec
 import torch
 
 from contract.internal_api import CheckpointReport, CompletionReport, FailureReport, JobSpec, Order
-from modeling.importing import is_converted
+from modeling.importing import ImportRefused, is_converted
 from modeling.loading import ModelLoadError, pick_device
 from worker.client import JobTaken, ServerRefused, WorkerClient
 from worker.data import DataError
@@ -84,7 +84,7 @@ class JobHooks:
 
 
 def _failure(exc: BaseException) -> tuple[str, str, str | None]:
-    if isinstance(exc, ModelLoadError):
+    if isinstance(exc, (ModelLoadError, ImportRefused)):
         return "model_load_failed", str(exc), "model"
     if isinstance(exc, GPURequired):
         return "gpu_required", str(exc), "hyperparameters"

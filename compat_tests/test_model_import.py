@@ -1,0 +1,93 @@
+"""`gxft models import`, as a user runs it: a model folder becomes a base model that a running server offers
+without a restart and trains; a model that would train badly is refused with the reason, leaving nothing
+behind; a generation config that would never stop at the end of a turn is fixed; offline, the hub says so."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compat_tests.test_fine_tuning import TINY_PATH, wait_done
+from compat_tests.test_serving import qa_file
+
+
+def gxft_import(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gxft", "models", "import", *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def copy_of_tiny(tmp_path: Path, name: str) -> Path:
+    folder = tmp_path / name
+    shutil.copytree(TINY_PATH, folder)
+    return folder
+
+
+def test_imported_model_is_offered_by_the_running_server_and_trains(start_server, tmp_path):
+    server = start_server(worker=True)
+    client = server.client()
+    source = copy_of_tiny(tmp_path, "my-chat")
+    result = gxft_import(str(source), "--id", "acme/my-chat", data_dir=server.data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "acme/my-chat: imported into" in result.stdout and "turns end with <|im_end|>" in result.stdout
+    folder = server.data_dir / "models" / "acme--my-chat"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= {
+        path.name for path in folder.iterdir()}
+
+    deadline = time.monotonic() + 5
+    while "acme/my-chat" not in {model.id for model in client.models.list()}:
+        assert time.monotonic() < deadline, "the running server did not offer the imported model"
+        time.sleep(0.2)
+    job = client.fine_tuning.jobs.create(model="acme/my-chat", training_file=qa_file(client).id,
+                                         hyperparameters={"n_epochs": 1})
+    done = wait_done(client, job.id)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model.startswith("ft:acme/my-chat:")
+
+    again = gxft_import(str(source), "--id", "acme/my-chat", data_dir=server.data_dir)
+    assert again.returncode == 1 and "already a model of this server" in again.stderr
+
+
+def test_a_template_that_cannot_find_the_answers_is_refused_and_nothing_is_left(tmp_path):
+    from modeling.importing import ImportRefused, import_model
+
+    source = copy_of_tiny(tmp_path, "no-template")
+    (source / "chat_template.jinja").unlink()
+    models = tmp_path / "data" / "models"
+    with pytest.raises(ImportRefused, match="has no chat template"):
+        import_model(str(source), models / "no-template", progress=lambda message: None)
+    # A template that renders the conversation without its earlier turns cannot be trained turn by turn.
+    (source / "chat_template.jinja").write_text(
+        "{% for message in messages[-1:] %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    with pytest.raises(ImportRefused, match="does not render a conversation turn by turn"):
+        import_model(str(source), models / "no-template", progress=lambda message: None)
+    assert not models.exists() or not list(models.iterdir())
+
+
+def test_a_generation_config_that_never_stops_at_the_end_of_a_turn_is_fixed(tmp_path):
+    source = copy_of_tiny(tmp_path, "never-stops")
+    config = json.loads((source / "generation_config.json").read_text())
+    (source / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": 0}))
+    data_dir = tmp_path / "data"
+    result = gxft_import(str(source), data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "fixed: generation now also stops at <|im_end|> (id 2)" in result.stderr
+    written = json.loads((data_dir / "models" / "never-stops" / "generation_config.json").read_text())
+    assert written["eos_token_id"] == [0, 2]
+    registry = (data_dir / "models" / "registry.toml").read_text()
+    assert 'id = "never-stops"' in registry and 'path = "never-stops"' in registry
+
+
+@pytest.mark.parametrize("source, message", [
+    ("Qwen/Qwen3-0.6B", "the Hugging Face hub cannot be reached from here (offline)"),
+    ("not-a-model", "is not a model folder, a .gguf file or a hub id"),
+])
+def test_sources_that_cannot_be_imported_say_why_in_one_line(tmp_path, source, message):
+    result = gxft_import(source, data_dir=tmp_path / "data", env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
