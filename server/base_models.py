@@ -9,7 +9,6 @@ A running server learns of an imported model by the data dir registry's modifica
 no more than once a second: `gxft models import` writes the folder first and the registry entry last.
 """
 
-import importlib.util
 import logging
 import re
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from contract.literals import Method
+from contract.packaged_files import packaged_file
 
 DEFAULT_PROFILE = "default"
 IMPORTED_REGISTRY = "registry.toml"  # in the data dir's models folder
@@ -35,7 +35,8 @@ class BaseModel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: str
     path: str = ""
     # A GGUF file the model is converted from on first use, into the data dir: a path (relative to the
-    # registry file), or `package/file.gguf` inside an installed Python package. Once loaded, an absolute path.
+    # registry file; absolute once loaded), or `package/file.gguf` inside an installed Python package, which
+    # each converting machine finds in its own Python (contract/packaged_files.py).
     gguf: str | None = None
     context_length: int = 2048
     methods: list[Method] = msgspec.field(default_factory=lambda: ["supervised", "dpo"])
@@ -178,30 +179,16 @@ class BaseModelRegistry:
             self._lock.release()
 
 
-def packaged_file(reference: str) -> Path | None:
-    """`package/file` inside an installed Python package, or None where that package or file is missing. Found
-    without importing the package: one that ships a model file may import tools GXFT does not need, or lacks."""
-    package, _, name = reference.partition("/")
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        if (candidate := Path(location) / name).is_file():
-            return candidate
-    return None
-
-
 def _resolve(model: BaseModel, registry_dir: Path, models_dir: Path | None) -> bool:
     """Make the model's paths absolute; False when it is converted from a GGUF file this machine lacks."""
     if model.gguf is not None:
-        local = (registry_dir / model.gguf).resolve()
-        gguf = local if local.is_file() else packaged_file(model.gguf)
-        if gguf is None or models_dir is None:
+        if models_dir is None:  # nowhere to convert it to
             return False
-        model.gguf = str(gguf)
+        local = (registry_dir / model.gguf).resolve()
+        if local.is_file():
+            model.gguf = str(local)
+        elif packaged_file(model.gguf) is None:
+            return False
         model.path = model.path or str(converted_folder(models_dir, model.id))
     if not model.path:
         raise RegistryError(f"The model {model.id!r} has neither a path nor a gguf file.")

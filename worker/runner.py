@@ -171,7 +171,7 @@ def _training_run(client: WorkerClient, spec: JobSpec, workdir: Path) -> Trainin
         method=spec.method, model_path=spec.model_path, model_name=spec.base_model, train_path=train_path,
         valid_path=valid_path, data_format=spec.data_format, seed=spec.seed, settings=spec.settings,
         workdir=workdir, device=pick_device(), continued=continued,
-        model_gguf=Path(spec.model_gguf) if spec.model_gguf else None,
+        model_gguf=spec.model_gguf,
     )
 
 

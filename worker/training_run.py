@@ -32,4 +32,4 @@ class TrainingRun:
     workdir: Path  # checkpoints and training state are written here before they are delivered
     device: torch.device
     continued: ContinuedModel | None = None  # None: the run starts from the base model
-    model_gguf: Path | None = None  # converted into `model_path` first, where that folder is not there yet
+    model_gguf: str | None = None  # converted into `model_path` first, where that folder is not there yet

@@ -26,7 +26,7 @@ def smollm2_folder() -> Path | None:
         return None
     from modeling.importing import ensure_converted
 
-    ensure_converted(Path(model.gguf), Path(model.path), lambda message: print(f"  {message}", file=sys.stderr))
+    ensure_converted(model.gguf, Path(model.path), lambda message: print(f"  {message}", file=sys.stderr))
     return Path(model.path)
 
 # Llama-architecture shapes: ~100M (a small Llama 2 layout), and Llama 3.2 1B's and Llama 3.1 8B's own.

@@ -52,7 +52,7 @@ def base_model_folder(base: BaseModel) -> str:
         if not is_converted(Path(base.path)):
             log.info("preparing %s from its GGUF file, once (about a minute)", base.id)
         try:
-            ensure_converted(Path(base.gguf), Path(base.path), log.info)
+            ensure_converted(base.gguf, Path(base.path), log.info)
         except ImportRefused as exc:
             raise APIError(500, str(exc), type="server_error", code="model_load_failed") from exc
     return base.path
