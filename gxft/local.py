@@ -18,10 +18,9 @@ def _model_path(name: str) -> tuple[str, int | None, str | None]:
     """A registry id (or alias, or a model `gxft models import` brought into the data dir) → its folder,
     context length and the GGUF file it is converted from; anything else is a folder or hub id."""
     from server.base_models import BaseModelRegistry, RegistryError
-    from server.config import data_dir_path, models_dir, models_file_path
 
     try:
-        model = BaseModelRegistry.load(models_file_path(), models_dir=models_dir(data_dir_path())).get(name)
+        model = BaseModelRegistry.load_default().get(name)
     except RegistryError as exc:
         raise ConfigError(str(exc)) from exc
     if model is not None:

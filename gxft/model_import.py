@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from server.base_models import IMPORTED_REGISTRY, MODEL_NAME, BaseModelRegistry, RegistryError, converted_folder
-from server.config import data_dir_path, models_dir, models_file_path
+from server.base_models import IMPORTED_REGISTRY, BaseModelRegistry, RegistryError, converted_folder, valid_model_name
+from server.config import data_dir_path, models_dir
 
 
 def _say(message: str) -> None:
@@ -29,7 +29,7 @@ def models_import(args: argparse.Namespace) -> int:
 
     target_dir = models_dir(data_dir_path(args.data_dir))
     try:
-        registry = BaseModelRegistry.load(models_file_path(), models_dir=target_dir)
+        registry = BaseModelRegistry.load_default(args.data_dir)
     except RegistryError as exc:
         _say(str(exc))
         return 2
@@ -47,7 +47,7 @@ def models_import(args: argparse.Namespace) -> int:
         print(f"{known.id}: ready in {known.path} ({time.monotonic() - started:.0f} s)")
         return 0
     model_id = args.model_id or default_id(args.source)
-    if not MODEL_NAME.fullmatch(model_id) or "//" in model_id or ".." in model_id:
+    if not valid_model_name(model_id):
         _say(f"the id {model_id!r} must be letters, digits, '-', '_', '.' and single '/', starting with a letter "
              "or digit (fine-tuned models are named after it); choose one with --id.")
         return 2

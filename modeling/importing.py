@@ -18,8 +18,8 @@ torch and transformers are imported only once a model is loaded: a source that c
 import contextlib
 import fcntl
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,10 +205,9 @@ def _model_context_length(model: Any) -> int:
 def _written_beside(folder: Path) -> Iterator[Path]:
     """A temporary folder next to `folder`, renamed to it when the block succeeds and removed if it fails."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    partial.chmod(0o777 & ~umask)  # mkdtemp makes it private; the model folder gets the usual permissions
+    # Not mkdtemp, which makes the folder private whatever the umask: the model folder gets the usual permissions.
+    partial = folder.parent / f".{folder.name}.partial-{secrets.token_hex(8)}"
+    partial.mkdir()
     try:
         yield partial
         os.rename(partial, folder)

@@ -21,6 +21,7 @@ import msgspec
 
 from contract.literals import Method
 from contract.packaged_files import packaged_file
+from server.config import data_dir_path, models_dir, models_file_path
 
 DEFAULT_PROFILE = "default"
 IMPORTED_REGISTRY = "registry.toml"  # in the data dir's models folder
@@ -58,6 +59,10 @@ class RegistryFile(msgspec.Struct, forbid_unknown_fields=True):
 
 class RegistryError(Exception):
     pass
+
+
+def valid_model_name(name: str) -> bool:
+    return bool(MODEL_NAME.fullmatch(name)) and "//" not in name and ".." not in name
 
 
 def converted_folder(models_dir: Path, model_id: str) -> Path:
@@ -112,7 +117,7 @@ class BaseModelRegistry:
         if clash := set(self._aliases) & set(self._models):
             raise RegistryError(f"{', '.join(sorted(clash))} is both a model id and an alias.")
         for name in [*self._models, *self._aliases]:
-            if not MODEL_NAME.fullmatch(name) or "//" in name or ".." in name:
+            if not valid_model_name(name):
                 raise RegistryError(f"The model name {name!r} must be letters, digits, '-', '_', '.' and single "
                                     "'/', starting with a letter or digit: fine-tuned models are named after it.")
         self._stamps = sources.stamps() if sources else ()
@@ -122,6 +127,11 @@ class BaseModelRegistry:
     @classmethod
     def load(cls, path: Path, profile: str = DEFAULT_PROFILE, models_dir: Path | None = None) -> "BaseModelRegistry":
         return cls.from_sources(RegistrySources(path, profile, models_dir))
+
+    @classmethod
+    def load_default(cls, data_dir: str | None = None) -> "BaseModelRegistry":
+        """The registry `gxft serve` reads for that data dir (default profile), without creating the data dir."""
+        return cls.load(models_file_path(), models_dir=models_dir(data_dir_path(data_dir)))
 
     @classmethod
     def from_sources(cls, sources: RegistrySources) -> "BaseModelRegistry":

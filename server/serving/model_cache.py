@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from modeling.importing import ImportRefused, ensure_converted, is_converted
+from modeling.importing import ImportRefused, ensure_converted
 from modeling.loading import ModelLoadError, load_model, load_tokenizer, pick_device
 from server.base_models import BaseModel
 from server.errors import APIError
@@ -49,8 +49,6 @@ class Placement:
 def base_model_folder(base: BaseModel) -> str:
     """The base model's folder, converted from its GGUF file first where it has one and that is not done yet."""
     if base.gguf is not None:
-        if not is_converted(Path(base.path)):
-            log.info("preparing %s from its GGUF file, once (about a minute)", base.id)
         try:
             ensure_converted(base.gguf, Path(base.path), log.info)
         except ImportRefused as exc:
