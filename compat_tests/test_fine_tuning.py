@@ -118,6 +118,7 @@ def test_lora_job_trains_to_success(client, sample_files, tmp_path):
     assert {p.name for p in adapter_dir.iterdir()} == {"adapter_config.json", "adapter_model.safetensors"}
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     assert config["r"] == 8 and not config.get("modules_to_save") and not config.get("use_dora")
+    assert config["base_model_name_or_path"] == TINY  # the registry id, not the server's folder
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

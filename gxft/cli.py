@@ -37,7 +37,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         protocol = BoundedHttpToolsProtocol.with_limits(settings.head_timeout_seconds, settings.body_idle_seconds,
                                                         settings.body_grace_seconds, settings.body_min_rate)
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level,
+        uvicorn.run(create_app(settings, registry), host=settings.host, port=settings.port, log_level=args.log_level,
                     http=protocol)
     finally:
         if worker is not None:
@@ -278,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate_parser = commands.add_parser("evaluate",
                                           help="loss, perplexity and token accuracy of a model on a dataset")
-    evaluate_parser.add_argument("model_dir", help="a folder with a model or an adapter (from train or jobs download)")
+    evaluate_parser.add_argument("model", metavar="MODEL", help="a registry id (gxft/tiny-chat), or a folder with a "
+                                 "model or an adapter (from train or jobs download)")
     evaluate_parser.add_argument("--dataset", required=True)
     evaluate_parser.add_argument("--format", choices=("chat", "alpaca", "prompt_completion", "text"))
     evaluate_parser.add_argument("--max-length", type=int, default=2048)

@@ -156,31 +156,44 @@ def train(args) -> int:
     return 0
 
 
+def _local_folder(name: str) -> str:
+    """A registry id's folder, converted from its GGUF file first where it has one; anything else as it is."""
+    path, _, gguf = _model_path(name)
+    if gguf is not None:
+        from modeling.importing import ensure_converted
+
+        ensure_converted(gguf, Path(path), lambda message: print(f"gxft: {message}", file=sys.stderr))
+    return path
+
+
 def evaluate(args) -> int:
-    model_dir = Path(args.model_dir)
-    if not (model_dir / "config.json").exists() and not (model_dir / "adapter_config.json").exists():
-        print(f"gxft evaluate: {model_dir} holds no model (no config.json or adapter_config.json)", file=sys.stderr)
-        return 2
+    from modeling.importing import ImportRefused
+    from modeling.loading import ModelLoadError
+
     try:
+        model_dir = Path(_local_folder(args.model))
+        if not (model_dir / "config.json").exists() and not (model_dir / "adapter_config.json").exists():
+            raise ConfigError(f"{args.model} is neither a model of the registry nor a folder that holds one "
+                              "(config.json or adapter_config.json)")
         dataset, data_format = _check_dataset(args.dataset, args.format, "--dataset")
-    except ConfigError as exc:
+    except (ConfigError, ImportRefused, ModelLoadError) as exc:
         print(f"gxft evaluate: {exc}", file=sys.stderr)
         return 2
-    from modeling.loading import ModelLoadError, load_model_folder, pick_device
+    from modeling.loading import load_model_folder, pick_device
     from worker.data import tokenize_file
     from worker.objectives.supervised import evaluate as evaluate_examples
 
     device = pick_device()
     try:
-        model, tokenizer = load_model_folder(model_dir, device)
-    except ModelLoadError as exc:
+        model, tokenizer = load_model_folder(model_dir, device, _local_folder)
+    except (ConfigError, ImportRefused, ModelLoadError) as exc:
         print(f"gxft evaluate: {exc}", file=sys.stderr)
         return 2
     model.eval()
     examples = tokenize_file(tokenizer, dataset, data_format, args.max_length)
     metrics = evaluate_examples(model, examples, args.batch_size, True, tokenizer.pad_token_id, device)
     result = {
-        "model": str(model_dir), "dataset": str(dataset), "format": data_format, "examples": len(examples),
+        "model": args.model, "dataset": str(dataset), "format": data_format, "examples": len(examples),
         "loss": metrics["loss"], "perplexity": math.exp(metrics["loss"]), "token_accuracy": metrics["accuracy"],
     }
     if args.json:

@@ -54,7 +54,8 @@ async def _housekeeping(transitions: JobTransitions, files: FileStore, lease_sec
             log.exception("housekeeping failed")
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, registry: BaseModelRegistry | None = None) -> Starlette:
+    """The API app; `registry` is the one `gxft serve` already read (and reported on) at start."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = Database(settings.database_path)
@@ -65,15 +66,15 @@ def create_app(settings: Settings) -> Starlette:
         results.sweep()
         file_store.sweep_expired()
         validator = FileValidator(file_store, settings.min_examples)
-        registry = BaseModelRegistry.load(settings.models_file, settings.profile, settings.models_dir)
+        models = registry or BaseModelRegistry.load(settings.models_file, settings.profile, settings.models_dir)
         queue = open_queue(settings.queue_path, settings.redis_url)
         workers = WorkerRoster(WorkerRepository(db))
-        transitions = JobTransitions(settings, jobs, file_store, registry, queue, results)
+        transitions = JobTransitions(settings, jobs, file_store, models, queue, results)
         engine = InferenceEngine(adapter_slots=settings.adapter_slots, full_model_slots=settings.full_model_slots)
         app.state.services = Services(
-            settings=settings, files=file_store, file_validator=validator, jobs=jobs, registry=registry,
-            admission=JobAdmission(settings, jobs, file_store, registry, workers, queue), transitions=transitions,
-            results=results, catalog=ModelCatalog(registry, jobs, file_store, results, workers), engine=engine,
+            settings=settings, files=file_store, file_validator=validator, jobs=jobs, registry=models,
+            admission=JobAdmission(settings, jobs, file_store, models, workers, queue), transitions=transitions,
+            results=results, catalog=ModelCatalog(models, jobs, file_store, results, workers), engine=engine,
             workers=workers, wire_cache=WireCache(jobs),
         )
         validator.resume_pending()

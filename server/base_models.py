@@ -21,7 +21,7 @@ import msgspec
 
 from contract.literals import Method
 from contract.packaged_files import packaged_file
-from server.config import data_dir_path, models_dir, models_file_path
+from server.config import SHIPPED_REGISTRY, data_dir_path, models_dir, models_file_path
 
 DEFAULT_PROFILE = "default"
 IMPORTED_REGISTRY = "registry.toml"  # in the data dir's models folder
@@ -71,16 +71,26 @@ def converted_folder(models_dir: Path, model_id: str) -> Path:
 
 @dataclass(frozen=True)
 class RegistrySources:
-    main: Path
+    """The registry files, each adding to the ones before it: the shipped one, the user's own
+    (GXFT_MODELS_FILE) and the data dir's registry of imported models. A model or profile of an id an
+    earlier file has replaces it there."""
+    user: Path | None = None
     profile: str = DEFAULT_PROFILE
     models_dir: Path | None = None  # the data dir's models: converted and imported ones
+    shipped: Path = SHIPPED_REGISTRY
 
     @property
     def imported(self) -> Path | None:
         return self.models_dir / IMPORTED_REGISTRY if self.models_dir else None
 
+    def files(self) -> list[Path]:
+        """The files to read, in order; the imported registry only once something was imported."""
+        imported = self.imported
+        return [self.shipped, *[path for path in (self.user,) if path is not None],
+                *[path for path in (imported,) if path is not None and path.exists()]]
+
     def stamps(self) -> tuple[float, ...]:
-        return tuple(_mtime(path) for path in (self.main, self.imported) if path is not None)
+        return tuple(_mtime(path) for path in (self.shipped, self.user, self.imported) if path is not None)
 
 
 def _mtime(path: Path) -> float:
@@ -125,8 +135,9 @@ class BaseModelRegistry:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path, profile: str = DEFAULT_PROFILE, models_dir: Path | None = None) -> "BaseModelRegistry":
-        return cls.from_sources(RegistrySources(path, profile, models_dir))
+    def load(cls, user: Path | None = None, profile: str = DEFAULT_PROFILE,
+             models_dir: Path | None = None) -> "BaseModelRegistry":
+        return cls.from_sources(RegistrySources(user, profile, models_dir))
 
     @classmethod
     def load_default(cls, data_dir: str | None = None) -> "BaseModelRegistry":
@@ -135,20 +146,24 @@ class BaseModelRegistry:
 
     @classmethod
     def from_sources(cls, sources: RegistrySources) -> "BaseModelRegistry":
-        main = read_registry_file(sources.main)
-        if sources.profile != DEFAULT_PROFILE and sources.profile not in main.profiles:
-            known = ", ".join([DEFAULT_PROFILE, *main.profiles])
-            raise RegistryError(f"Unknown profile {sources.profile!r} in {sources.main}; known profiles: {known}.")
-        models = [model for model in main.models if _resolve(model, sources.main.parent, sources.models_dir)]
-        imported = sources.imported
-        if imported is not None and imported.exists():
-            known_ids = {model.id for model in main.models}
-            for model in read_registry_file(imported).models:
-                if model.id in known_ids:
-                    raise RegistryError(f"{imported} imports {model.id!r}, which {sources.main} already has.")
-                if _resolve(model, imported.parent, sources.models_dir):
-                    models.append(model)
-        profile = main.profiles.get(sources.profile, Profile())
+        entries: dict[str, tuple[BaseModel, Path]] = {}
+        profiles: dict[str, Profile] = {}
+        for path in sources.files():
+            registry = read_registry_file(path)
+            for model in registry.models:
+                if model.id in entries:
+                    log.info("%s: the model %s replaces the one of the same id in %s", path, model.id,
+                             entries[model.id][1])
+                entries[model.id] = (model, path)
+            for name, profile in registry.profiles.items():
+                if name in profiles:
+                    log.info("%s: the profile %s replaces the one of the same name", path, name)
+                profiles[name] = profile
+        if sources.profile != DEFAULT_PROFILE and sources.profile not in profiles:
+            known = ", ".join([DEFAULT_PROFILE, *profiles])
+            raise RegistryError(f"Unknown profile {sources.profile!r}; the registries have: {known}.")
+        models = [model for model, path in entries.values() if _resolve(model, path.parent, sources.models_dir)]
+        profile = profiles.get(sources.profile, Profile())
         aliases = dict(profile.aliases)
         available = {model.id for model in models}
         stand_in = next((model_id for model_id in profile.played_by if model_id in available), None)

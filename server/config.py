@@ -8,7 +8,7 @@
 | GXFT_MIN_EXAMPLES | fewest examples in a fine-tune file | 10 |
 | GXFT_WORKER_TOKEN | secret shared with workers for the internal API | generated into the data dir |
 | GXFT_REDIS_URL | use a Redis queue shared by workers on many machines | unset (SQLite queue) |
-| GXFT_MODELS_FILE | TOML registry of base models | sample_data/models/registry.toml |
+| GXFT_MODELS_FILE | a TOML registry of base models, added to sample_data/models/registry.toml | unset |
 | GXFT_LEASE_SECONDS | how long a silent worker keeps its job | 60 |
 | GXFT_PROFILE | `emulator`: OpenAI's and Nebius's model names answer (played by SmolLM2 or tiny-chat) | default |
 | GXFT_ADAPTER_SLOTS | LoRA adapters kept loaded for serving | 8 |
@@ -47,7 +47,7 @@ class Settings(msgspec.Struct, kw_only=True):
     min_examples: int = 10
     worker_token: str = ""
     redis_url: str | None = None
-    models_file: Path = msgspec.field(default_factory=lambda: models_file_path())
+    models_file: Path | None = msgspec.field(default_factory=lambda: models_file_path())  # the user's registry
     lease_seconds: float = 60.0
     profile: str = "default"
     adapter_slots: int = 8
@@ -143,9 +143,13 @@ def models_dir(data_dir: Path) -> Path:
     return data_dir / "models"
 
 
-def models_file_path() -> Path:
+SHIPPED_REGISTRY = REPO_ROOT / "sample_data" / "models" / "registry.toml"
+
+
+def models_file_path() -> Path | None:
+    """The user's own registry (GXFT_MODELS_FILE), which adds to the shipped one."""
     models_file = os.environ.get("GXFT_MODELS_FILE")
-    return Path(models_file).resolve() if models_file else REPO_ROOT / "sample_data" / "models" / "registry.toml"
+    return Path(models_file).resolve() if models_file else None
 
 
 def load_settings(

@@ -99,18 +99,20 @@ def _config(tmp_path: Path, change) -> Path:
     (lambda c: c["dataset"].update(path="missing.jsonl"), "dataset.path: missing.jsonl does not exist"),
     (lambda c: c["dataset"].update(path=str(ROOT / "sample_data/invalid/bad_lines.jsonl")), "line "),
     (lambda c: c["training"].update(method="qlora"), "needs a CUDA GPU"),
-    (lambda c: c["model"].update(name=str(ROOT / "no-such-model")), "model.name"),
+    # Neither a folder nor in the cache: refused at once, with no attempt at the hub.
+    (lambda c: c["model"].update(name="acme/not-a-model"), "model.name: The model 'acme/not-a-model' is neither"),
 ])
 def test_bad_config_stops_before_training(tmp_path, change, message):
     result = gxft("train", str(_config(tmp_path, change)), cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "bad_output").exists()
+    assert "huggingface.co" not in result.stderr  # no request to the hub, and none of its retries
 
 
 def test_evaluate_refuses_a_folder_without_a_model(tmp_path):
     result = gxft("evaluate", str(tmp_path), "--dataset", str(VALID), cwd=tmp_path)
-    assert result.returncode == 2 and "holds no model" in result.stderr
+    assert result.returncode == 2 and "nor a folder that holds one" in result.stderr
 
 
 def test_evaluate_reads_every_supervised_format(tmp_path):
@@ -119,11 +121,10 @@ def test_evaluate_reads_every_supervised_format(tmp_path):
         "prompt_completion": {"prompt": "The sky is", "completion": " blue."},
         "text": {"text": "The sky is blue."},
     }
-    model = ROOT / "sample_data" / "models" / "tiny-chat"  # any model folder evaluates, a base model too
     for data_format, row in rows.items():
         dataset = tmp_path / f"{data_format}.jsonl"
         dataset.write_text((json.dumps(row) + "\n") * 3)
-        result = gxft("evaluate", str(model), "--dataset", str(dataset), "--json", cwd=tmp_path)
+        result = gxft("evaluate", "gxft/tiny-chat", "--dataset", str(dataset), "--json", cwd=tmp_path)  # a registry id
         assert result.returncode == 0, result.stderr
         metrics = json.loads(result.stdout)
         assert metrics["format"] == data_format and metrics["examples"] == 3 and metrics["loss"] > 0

@@ -8,7 +8,7 @@ import pytest
 from contract.internal_api import CheckpointReport, CompletionReport, FailureReport, ProgressReport
 from contract.job_queue import open_queue
 from server.base_models import BaseModelRegistry
-from server.config import REPO_ROOT, Settings
+from server.config import Settings
 from server.errors import APIError
 from server.files.store import FileStore
 from server.jobs import transitions as transitions_module
@@ -37,7 +37,7 @@ def transitions(tmp_path):
         id="file-train", project="p", filename="train.jsonl", purpose="fine-tune", bytes=1, created_at=0,
         status="processed", data_format="chat", example_count=20,
     ))
-    registry = BaseModelRegistry.load(REPO_ROOT / "sample_data" / "models" / "registry.toml")
+    registry = BaseModelRegistry.load()
     queue = open_queue(tmp_path / "queue.sqlite3")
     yield JobTransitions(settings, jobs, files, registry, queue, JobResults(jobs, files, blobs))
     db.close()

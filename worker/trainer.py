@@ -26,6 +26,8 @@ from worker.model_setup import starting_model
 from worker.objectives import objective_for
 from worker.training_run import TrainingRun
 
+EMBEDDING_LAYERS = {"embed_tokens", "lm_head"}  # peft's names for them (EMBEDDING_LAYER_NAMES)
+
 
 class TrainingHooks(Protocol):
     def step_done(self, step: int, total_steps: int, metrics: dict[str, float], trained_tokens: int) -> None: ...
@@ -106,9 +108,18 @@ class Trainer:
 
     def save_weights(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
         if not self.settings.lora:
+            self.model.save_pretrained(directory)
             self.tokenizer.save_pretrained(directory)
+            return directory
+        for adapter in self.model.peft_config.values():
+            # Name the base model by its registry id, not by this machine's folder, so that the adapter
+            # loads elsewhere (peft, vLLM) with that id mapped to wherever the model lives there.
+            adapter.base_model_name_or_path = self.run.model_name
+        # peft's default ("auto") asks the hub whether the base model's vocabulary changed; GXFT never
+        # resizes it, so the embeddings are saved only when the adapter targets them.
+        targets = set(self.settings.lora_target_modules or ())
+        self.model.save_pretrained(directory, save_embedding_layers="auto" if targets & EMBEDDING_LAYERS else False)
         return directory
 
     def _checkpoint(self, hooks: TrainingHooks, metrics: dict, final: bool, paused: bool = False) -> Order:

@@ -23,7 +23,7 @@ class ContinuedModel:
 class TrainingRun:
     method: Method
     model_path: str  # the base model's folder (or a hub id already in the local cache)
-    model_name: str  # for messages
+    model_name: str  # the registry id (or the folder a local run names): messages, and saved adapters
     train_path: Path
     valid_path: Path | None
     data_format: DataFormat
