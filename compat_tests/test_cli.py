@@ -10,6 +10,7 @@ from pathlib import Path
 from compat_tests.conftest import SAMPLE_DATA
 from compat_tests.server_process import free_port
 from compat_tests.test_fine_tuning import TINY, TINY_PATH
+from gxft.output import printable
 
 ROOT = SAMPLE_DATA.parent
 
@@ -100,7 +101,7 @@ def test_whole_loop_from_the_command_line(server, tmp_path):
     answer = ok(gxft(server, "chat", fine_tuned, "Hello", "--max-tokens", "5", "--temperature", "0"))
     expected = server.client().chat.completions.create(
         model=fine_tuned, messages=[{"role": "user", "content": "Hello"}], max_tokens=5, temperature=0)
-    assert answer == expected.choices[0].message.content + "\n"
+    assert answer == printable(expected.choices[0].message.content, newlines=True) + "\n"
     assert "deleted" in ok(gxft(server, "models", "delete", fine_tuned))
     gone = gxft(server, "chat", fine_tuned, "Hello")
     assert gone.returncode == 1 and "404" in gone.stderr

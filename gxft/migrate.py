@@ -17,6 +17,7 @@ from typing import Any
 
 import openai
 
+from gxft.output import printable
 from gxft.remote import make_client
 
 METADATA_LIMIT = 16  # keys, as OpenAI allows
@@ -165,7 +166,7 @@ def migrate(args: argparse.Namespace) -> int:
         files_dir = Path(args.files_dir) if args.files_dir else None
         plans = [plan_job(job, source, target_models, model_map, files_dir, done) for job in reversed(jobs)]
         for plan in plans:
-            print("\n".join(describe(plan)))
+            print(printable("\n".join(describe(plan)), newlines=True))
         todo = [plan for plan in plans if plan.skip is None]
         print(f"{len(todo)} of {len(plans)} jobs to recreate on {target.base_url}")
         if args.dry_run:

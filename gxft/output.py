@@ -9,6 +9,17 @@ from typing import Any, BinaryIO
 from tqdm import tqdm
 
 
+def printable(text: str, newlines: bool = False) -> str:
+    """Text from a server or a model, safe to print: control characters (which could move the cursor,
+    clear the screen or ring) and U+FFFD (bytes that did not decode) come out as escapes such as
+    `\\x08`, so what shows is what was sent. `newlines` keeps line breaks and tabs as they are."""
+    return "".join(
+        char if (char.isprintable() and char != "\ufffd") or (newlines and char in "\n\t")
+        else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 def to_plain(value: Any) -> Any:
     """An openai SDK object (pydantic), a msgspec Struct or plain data, as JSON-ready data."""
     if hasattr(value, "model_dump"):
@@ -29,7 +40,8 @@ def timestamp(seconds: int | None) -> str:
 
 
 def print_table(rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
-    rows = [{column: "-" if row.get(column) is None else str(row[column]) for column in columns} for row in rows]
+    rows = [{column: "-" if row.get(column) is None else printable(str(row[column])) for column in columns}
+            for row in rows]
     if not rows:
         print("(none)")
         return

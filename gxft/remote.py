@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import openai
 
-from gxft.output import ProgressReader, print_json, print_table, progress, timestamp
+from gxft.output import ProgressReader, print_json, print_table, printable, progress, timestamp
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -44,10 +44,10 @@ def files_upload(args, client) -> int:
     if args.json:
         print_json(file)
     elif file.status == "error":
-        print(f"{file.id} ({file.filename}): INVALID\n  {file.status_details}")
+        print(printable(f"{file.id} ({file.filename}): INVALID\n  {file.status_details}", newlines=True))
     else:
         details = f": {file.status_details}" if file.status_details else ""
-        print(f"{file.id} ({file.filename}): {file.status}{details}")
+        print(printable(f"{file.id} ({file.filename}): {file.status}{details}"))
     return 1 if file.status == "error" else 0
 
 
@@ -158,7 +158,7 @@ def jobs_events(args, client) -> int:
         print_json(events)
     else:
         for event in events:
-            print(f"{timestamp(event.created_at)}  {event.level:<5}  {event.message}")
+            print(f"{timestamp(event.created_at)}  {event.level:<5}  {printable(event.message)}")
     return 0
 
 
@@ -197,7 +197,7 @@ def watch(client, job_id: str) -> int:
             if job.status in TERMINAL:
                 break
             time.sleep(0.5)
-    print(f"{job.id}: {job.status}" + (f": {job.error.message}" if job.error else "") +
+    print(f"{job.id}: {job.status}" + (f": {printable(job.error.message)}" if job.error else "") +
           (f" → {job.fine_tuned_model}" if job.fine_tuned_model else ""))
     return 0 if job.status == "succeeded" else 1
 
@@ -251,7 +251,7 @@ def chat(args, client) -> int:
     )
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
-            print(chunk.choices[0].delta.content, end="", flush=True)
+            print(printable(chunk.choices[0].delta.content, newlines=True), end="", flush=True)
     print()
     return 0
 
