@@ -36,9 +36,7 @@ def page(browser, server, tmp_path):
     context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    page.goto(server.base_url + "/")
-    page.fill("#api-key", "sk-dashboard")
-    page.click("#key-form button")
+    page.goto(server.base_url + "/")  # a server without keys: no key to enter
     yield page
     context.close()
 
@@ -131,3 +129,24 @@ def test_validation_problems_and_api_errors_show_on_the_page(page, server, tmp_p
     page.goto(f"{server.base_url}/#/jobs/ftjob-doesnotexist")
     page.wait_for_selector("#error:not([hidden])")
     assert "No such fine-tuning job" in page.text_content("#error")
+
+
+def test_a_server_without_keys_opens_ready_and_one_with_keys_asks_calmly(browser, page, start_server):
+    page.wait_for_selector(f"#model option[value='{TINY}']", state="attached")
+    assert page.is_hidden("#error") and page.query_selector("#key-prompt") is None
+
+    keyed = start_server(env={"GXFT_API_KEYS": "sk-team=team"}, name="keyed")
+    context = browser.new_context()
+    asking = context.new_page()
+    asking.goto(keyed.base_url + "/")
+    asking.wait_for_selector("#key-prompt")
+    assert "This server asks for an API key" in asking.text_content("#key-prompt")
+    assert asking.is_hidden("#error")
+    asking.fill("#api-key", "sk-wrong")
+    asking.click("#key-form button")
+    asking.wait_for_selector("#key-prompt:text('not one of this server')")
+    asking.fill("#api-key", "sk-team")
+    asking.click("#key-form button")
+    asking.wait_for_selector(f"#model option[value='{TINY}']", state="attached")
+    assert asking.query_selector("#key-prompt") is None and asking.is_hidden("#error")
+    context.close()

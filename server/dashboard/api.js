@@ -1,8 +1,16 @@
 // The dashboard's only way to the server: the public /v1 API, with the key kept in this browser.
 
 const KEY = "gxft.apiKey";
+// Sent until a key is saved: a server without GXFT_API_KEYS takes any key, so the dashboard works at
+// once; one with keys answers 401, and the page asks for a key.
+const NO_KEY = "none";
 
-export class ApiError extends Error {}
+export class ApiError extends Error {
+  constructor(message, status = 0) {
+    super(message);
+    this.status = status;
+  }
+}
 
 export function apiKey() {
   return localStorage.getItem(KEY) || "";
@@ -12,8 +20,12 @@ export function saveApiKey(key) {
   localStorage.setItem(KEY, key.trim());
 }
 
+function authorization() {
+  return `Bearer ${apiKey() || NO_KEY}`;
+}
+
 function headers(extra = {}) {
-  return { Authorization: `Bearer ${apiKey()}`, ...extra };
+  return { Authorization: authorization(), ...extra };
 }
 
 async function failure(response) {
@@ -22,7 +34,7 @@ async function failure(response) {
     const body = await response.json();
     if (body.error && body.error.message) message = body.error.message;
   } catch { /* not JSON: keep the status line */ }
-  return new ApiError(message);
+  return new ApiError(message, response.status);
 }
 
 export async function api(method, path, body) {
@@ -56,14 +68,14 @@ export function uploadFile(file, purpose, onProgress) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
     request.open("POST", "/v1/files");
-    request.setRequestHeader("Authorization", `Bearer ${apiKey()}`);
+    request.setRequestHeader("Authorization", authorization());
     request.upload.onprogress = (event) => event.lengthComputable && onProgress(event.loaded / event.total);
     request.onerror = () => reject(new ApiError("The upload was interrupted."));
     request.onload = () => {
       let body = null;
       try { body = JSON.parse(request.responseText); } catch { /* reported below */ }
       if (request.status === 200 && body) resolve(body);
-      else reject(new ApiError(body?.error?.message || `Upload failed: ${request.status}`));
+      else reject(new ApiError(body?.error?.message || `Upload failed: ${request.status}`, request.status));
     };
     const form = new FormData();
     form.append("purpose", purpose);

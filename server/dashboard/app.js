@@ -1,6 +1,7 @@
 // The dashboard's shell: the API key, the error banner, and a hash router over the pages.
 
 import { apiKey, saveApiKey } from "./api.js";
+import { h } from "./dom.js";
 import { fineTunePage } from "./finetune.js";
 import { jobPage } from "./job.js";
 import { filesPage, jobsPage } from "./lists.js";
@@ -10,6 +11,13 @@ const banner = document.getElementById("error");
 let generation = 0;  // each navigation starts a new one; pages poll while theirs is current
 
 function showError(error) {
+  if (error.status === 401) {  // a server with keys, and none (or a wrong one) saved yet: ask, calmly
+    view.replaceChildren(h("p", { class: "key-prompt", id: "key-prompt" },
+      apiKey() ? "This key is not one of this server's. Enter another above; it is kept in this browser."
+        : "This server asks for an API key. Enter yours above; it is kept in this browser."));
+    keyInput.focus();
+    return;
+  }
   banner.textContent = error.message || String(error);
   banner.hidden = false;
 }
@@ -30,11 +38,6 @@ function route() {
     : hash === "#/files" ? [() => filesPage(view, context), "files"]
     : [() => fineTunePage(view, context), "finetune"];
   for (const link of document.querySelectorAll("[data-nav]")) link.classList.toggle("active", link.dataset.nav === nav);
-  if (!apiKey()) {
-    view.replaceChildren();
-    showError("Enter your API key above to start (any key works on a server without GXFT_API_KEYS).");
-    return;
-  }
   page().catch(showError);
 }
 
