@@ -16,7 +16,7 @@ CHROMIUM = "/usr/bin/chromium"
 # Without these, Chromium reaches for Google's services, which this closed network refuses.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOTS = os.environ.get("GXFT_SCREENSHOTS")  # a folder to keep them in (the README's comes from here)
+SCREENSHOTS = os.environ.get("GXFT_SCREENSHOTS")  # a folder to keep them in (scripts/dashboard_screenshots.py)
 
 
 @pytest.fixture(scope="module")
