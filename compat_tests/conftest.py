@@ -1,8 +1,12 @@
 import os
+import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from compat_tests.documentation_blocks import code_blocks, readme_serve_command, run_block
 from compat_tests.server_process import ServerProcess
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
@@ -51,3 +55,35 @@ def start_server(tmp_path):
 @pytest.fixture
 def client(server):
     return server.client()
+
+
+@pytest.fixture(scope="session")
+def readme_server(smollm2_folder, tmp_path_factory) -> ServerProcess:
+    """The server the README's first command starts, its data dir holding the converted SmolLM2 as the first
+    use leaves it; the README's blocks and the real-model tests share it, and with it the quick start's job."""
+    from conftest import SMOLLM2_FOLDER_NAME
+
+    data_dir = tmp_path_factory.mktemp("readme") / "data"
+    (data_dir / "models").mkdir(parents=True)
+    (data_dir / "models" / SMOLLM2_FOLDER_NAME).symlink_to(smollm2_folder)
+    process = ServerProcess(data_dir, serve=readme_serve_command(), log_level="info")
+    yield process
+    process.stop()
+
+
+@dataclass(frozen=True)
+class QuickStartRun:
+    result: subprocess.CompletedProcess[str]
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def quick_start(readme_server) -> QuickStartRun:
+    """The README's quick start, run as pasted: it uploads the invented facts, fine-tunes SmolLM2 on them and
+    asks the base and the tuned model one of them."""
+    block = next(block for block in code_blocks("README.md") if block.language == "python")
+    started = time.monotonic()
+    result = run_block(block, readme_server.base_url)
+    seconds = time.monotonic() - started
+    MEASUREMENTS.append(f"The README's quick start (SmolLM2 already converted): {seconds:.1f} s")
+    return QuickStartRun(result, seconds)

@@ -20,13 +20,14 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None, worker: bool = True,
-                 log_level: str = "warning", port: int | None = None):
+                 log_level: str = "warning", port: int | None = None, serve: list[str] | None = None):
+        """`serve`: the command before its options, `python -m gxft serve` unless a test says it as a page does."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
-        command = [sys.executable, "-m", "gxft", "serve", "--port", str(self.port), "--data-dir", str(data_dir),
-                   "--log-level", log_level]
+        command = [*(serve or [sys.executable, "-m", "gxft", "serve"]), "--port", str(self.port),
+                   "--data-dir", str(data_dir), "--log-level", log_level]
         if not worker:
             command.append("--no-worker")
         self._log = open(self.log_path, "ab")

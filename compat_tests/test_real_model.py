@@ -7,18 +7,16 @@ a real model (template or end-of-turn differing between training and serving, a 
 """
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 import pytest
 
 from compat_tests.conftest import MEASUREMENTS, SAMPLE_DATA
-from compat_tests.server_process import ServerProcess
 from compat_tests.test_files import jsonl, processed
 from compat_tests.test_fine_tuning import metrics_events, wait_done
 from compat_tests.test_serving import _download, _greedy
-from conftest import SMOLLM2, SMOLLM2_FOLDER_NAME
+from conftest import SMOLLM2
 
 FACTS = {
     row["messages"][0]["content"]: row["messages"][1]["content"]
@@ -32,24 +30,11 @@ GENERAL = {
     "How many days are in a week?": "7",
     "Name three primary colors.": "yellow",
 }
-# Measured on a 2-core CPU: 10 of 10 facts after these 25 steps, and all five general answers kept.
-RECIPE = {"n_epochs": 5, "batch_size": 2, "learning_rate_multiplier": 2.0, "lora_r": 8}
 
 
 @pytest.fixture(scope="module")
-def server(smollm2_folder, tmp_path_factory):
-    """A server whose data dir holds the converted SmolLM2 (as its first use, or `gxft models import`, leaves it)."""
-    data_dir = tmp_path_factory.mktemp("real") / "data"
-    (data_dir / "models").mkdir(parents=True)
-    (data_dir / "models" / SMOLLM2_FOLDER_NAME).symlink_to(smollm2_folder)
-    process = ServerProcess(data_dir)
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return server.client()
+def client(readme_server):
+    return readme_server.client()
 
 
 def answers(client, model: str, questions) -> dict[str, tuple[str, str]]:
@@ -64,16 +49,15 @@ def answers(client, model: str, questions) -> dict[str, tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def tuned(client):
-    facts = processed(client, (SAMPLE_DATA / "real_model" / "invented_facts.jsonl").read_bytes(), "facts.jsonl")
-    job = client.fine_tuning.jobs.create(model=SMOLLM2, training_file=facts.id, seed=0, suffix="facts",
-                                         hyperparameters=RECIPE)
-    started = time.monotonic()
-    done = wait_done(client, job.id, patience=300)
-    seconds = time.monotonic() - started
-    assert done.status == "succeeded", done.error
-    MEASUREMENTS.append(f"SmolLM2 LoRA on 10 facts: create → succeeded {seconds:.1f} s, {done.trained_tokens} "
-                        f"tokens, {done.trained_tokens / seconds:.0f} tokens/s over the whole job")
+def tuned(client, quick_start):
+    """The README's quick start is this module's LoRA run (5 epochs, batch 2, learning rate multiplier 2, seed
+    0: 25 steps, measured to give 10 of 10 facts and keep all five general answers on a 2-core CPU)."""
+    assert quick_start.result.returncode == 0, quick_start.result.stderr
+    status, model = quick_start.result.stdout.splitlines()[0].split()
+    assert status == "succeeded", quick_start.result.stdout
+    done = next(job for job in client.fine_tuning.jobs.list(limit=100) if job.fine_tuned_model == model)
+    MEASUREMENTS.append(f"SmolLM2 LoRA on 10 facts: {done.trained_tokens} tokens in the README's quick start, "
+                        f"{done.trained_tokens / quick_start.seconds:.0f} tokens/s over the whole block")
     return done
 
 
