@@ -16,7 +16,7 @@ from contract.job_queue import open_queue
 from server.auth import AuthMiddleware
 from server.base_models import BaseModelRegistry
 from server.config import Settings
-from server.endpoints import completions, dashboard, files, fine_tuning, internal, models
+from server.endpoints import completions, dashboard, files, fine_tuning, internal, models, webhooks
 from server.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
 from server.files.store import FileStore
 from server.files.validation import FileValidator
@@ -28,12 +28,16 @@ from server.openapi import openapi_json
 from server.request_ids import RequestIdMiddleware
 from server.services import Services
 from server.serving.engine import InferenceEngine
+from server.webhooks.outbox import WebhookOutbox
+from server.webhooks.sender import WebhookSender
+from server.webhooks.subscriptions import WebhookSubscriptions
 from server.wire_cache import WireCache
 from server.worker_roster import WorkerRoster
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.files import FileRepository
 from storage.jobs import JobRepository
+from storage.webhooks import WebhookRepository
 from storage.workers import WorkerRepository
 
 log = logging.getLogger("gxft.server")
@@ -69,18 +73,23 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
         models = registry or BaseModelRegistry.load(settings.models_file, settings.profile, settings.models_dir)
         queue = open_queue(settings.queue_path, settings.redis_url)
         workers = WorkerRoster(WorkerRepository(db))
-        transitions = JobTransitions(settings, jobs, file_store, models, queue, results)
+        webhook_records = WebhookRepository(db)
+        transitions = JobTransitions(settings, jobs, file_store, models, queue, results,
+                                     WebhookOutbox(webhook_records))
+        webhook_sender = WebhookSender(webhook_records, settings.webhook_retry_seconds)
         engine = InferenceEngine(adapter_slots=settings.adapter_slots, full_model_slots=settings.full_model_slots)
         app.state.services = Services(
             settings=settings, files=file_store, file_validator=validator, jobs=jobs, registry=models,
             admission=JobAdmission(settings, jobs, file_store, models, workers, queue), transitions=transitions,
             results=results, catalog=ModelCatalog(models, jobs, file_store, results, workers), engine=engine,
-            workers=workers, wire_cache=WireCache(jobs),
+            workers=workers, wire_cache=WireCache(jobs), webhooks=WebhookSubscriptions(webhook_records),
+            webhook_sender=webhook_sender,
         )
         validator.resume_pending()
         transitions.enqueue_waiting()
         housekeeping = asyncio.get_running_loop().create_task(
             _housekeeping(transitions, file_store, settings.lease_seconds))
+        delivering = asyncio.get_running_loop().create_task(webhook_sender.run())
         log.info("GXFT ready on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
         if not settings.api_keys:
             log.warning("GXFT_API_KEYS is not set: this server is open, and takes any key. It answers only "
@@ -91,6 +100,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
             yield
         finally:
             housekeeping.cancel()
+            delivering.cancel()
             engine.close()
             await validator.close()
             db.close()
@@ -98,7 +108,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
     return Starlette(
         # Starlette tries routes in order: the ones clients poll (job retrieve and events) come first.
         routes=[*fine_tuning.routes, *files.routes, *internal.routes, *completions.routes, *models.routes,
-                Route("/healthz", healthz), Route("/openapi.json", openapi_json), *dashboard.routes],
+                *webhooks.routes, Route("/healthz", healthz), Route("/openapi.json", openapi_json), *dashboard.routes],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AuthMiddleware, api_keys=settings.api_keys, worker_token=settings.worker_token,

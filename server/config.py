@@ -21,6 +21,7 @@
 | GXFT_PUBLIC_HOSTS | with no API keys: the host names, besides loopback ones, that requests may name | unset |
 | GXFT_QUOTA_FILE_BYTES | per project: the most bytes its files may hold (0: no limit) | 0 |
 | GXFT_QUOTA_ACTIVE_JOBS | per project: the most jobs queued, running or paused at once (0: no limit) | 0 |
+| GXFT_WEBHOOK_RETRY_SECONDS | the first delay before a failed webhook delivery is tried again (it doubles) | 5 |
 """
 
 import math
@@ -60,6 +61,7 @@ class Settings(msgspec.Struct, kw_only=True):
     public_hosts: tuple[str, ...] = ()
     quota_file_bytes: int = 0
     quota_active_jobs: int = 0
+    webhook_retry_seconds: float = 5.0
 
     @property
     def database_path(self) -> Path:
@@ -178,6 +180,7 @@ def load_settings(
         max_result_file_bytes=_env_number("GXFT_MAX_RESULT_FILE_BYTES", 64 * 1024**3, 1),
         quota_file_bytes=_env_number("GXFT_QUOTA_FILE_BYTES", 0, 0),
         quota_active_jobs=_env_number("GXFT_QUOTA_ACTIVE_JOBS", 0, 0),
+        webhook_retry_seconds=_env_number("GXFT_WEBHOOK_RETRY_SECONDS", 5.0, 0.01),
     )
     if host is not None:
         settings.host = host

@@ -13,6 +13,8 @@ from server.jobs.results import JobResults
 from server.jobs.transitions import JobTransitions
 from server.model_catalog import ModelCatalog
 from server.serving.engine import InferenceEngine
+from server.webhooks.sender import WebhookSender
+from server.webhooks.subscriptions import WebhookSubscriptions
 from server.wire_cache import WireCache
 from server.worker_roster import WorkerRoster
 from storage.jobs import JobRepository
@@ -32,6 +34,8 @@ class Services:
     engine: InferenceEngine
     workers: WorkerRoster
     wire_cache: WireCache
+    webhooks: WebhookSubscriptions
+    webhook_sender: WebhookSender
 
 
 def services(request: Request) -> Services:

@@ -151,6 +151,39 @@ MIGRATIONS: list[str] = [
         FROM json_each(jobs.integrations)
     ) WHERE json_array_length(integrations) > 0;
     """,
+    # 10: webhooks. A project's endpoints, and an outbox of deliveries written in the same transaction as
+    # the job's end, so that a crash can lose neither; a delivery keeps its body and id for every attempt.
+    # The signing secrets are kept as they are (signing needs them), in the owner-only data dir.
+    """
+    CREATE TABLE webhook_endpoints (
+        seq                     INTEGER PRIMARY KEY AUTOINCREMENT,
+        id                      TEXT    NOT NULL UNIQUE,
+        project                 TEXT    NOT NULL,
+        name                    TEXT    NOT NULL,
+        url                     TEXT    NOT NULL,
+        event_types             TEXT    NOT NULL,
+        signing_secret          TEXT    NOT NULL,
+        previous_secret         TEXT,
+        previous_secret_until   INTEGER,
+        created_at              INTEGER NOT NULL,
+        updated_at              INTEGER NOT NULL,
+        deleted                 INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX webhook_endpoints_by_project ON webhook_endpoints (project, deleted, seq);
+
+    CREATE TABLE webhook_deliveries (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT    NOT NULL UNIQUE,
+        endpoint_id     TEXT    NOT NULL REFERENCES webhook_endpoints (id),
+        body            TEXT    NOT NULL,
+        created_at      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL    NOT NULL,
+        last_status     INTEGER,
+        outcome         TEXT
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE outcome IS NULL;
+    """,
 ]
 
 

@@ -14,10 +14,12 @@ from server.files.store import FileStore
 from server.jobs import transitions as transitions_module
 from server.jobs.results import JobResults
 from server.jobs.transitions import TRANSITIONS, JobTransitions
+from server.webhooks.outbox import WebhookOutbox
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.files import FileRecord, FileRepository
 from storage.jobs import JobRecord, JobRepository
+from storage.webhooks import WebhookRepository
 
 
 def test_the_docstring_table_is_the_transitions_table():
@@ -39,7 +41,8 @@ def transitions(tmp_path):
     ))
     registry = BaseModelRegistry.load()
     queue = open_queue(tmp_path / "queue.sqlite3")
-    yield JobTransitions(settings, jobs, files, registry, queue, JobResults(jobs, files, blobs))
+    yield JobTransitions(settings, jobs, files, registry, queue, JobResults(jobs, files, blobs),
+                         WebhookOutbox(WebhookRepository(db)))
     db.close()
 
 

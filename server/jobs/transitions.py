@@ -59,6 +59,7 @@ from server.errors import invalid_request, job_not_held
 from server.files.store import FileStore
 from server.jobs.job_spec import CannotTrain, job_spec
 from server.jobs.results import JobResults
+from server.webhooks.outbox import WebhookOutbox
 from storage.jobs import JobRecord, JobRepository
 
 log = logging.getLogger("gxft.jobs")
@@ -86,13 +87,14 @@ HELD_STATUSES: tuple[JobStatus, ...] = ("running", "paused")
 
 class JobTransitions:
     def __init__(self, settings: Settings, jobs: JobRepository, files: FileStore, registry: BaseModelRegistry,
-                 queue: JobQueue, results: JobResults):
+                 queue: JobQueue, results: JobResults, webhooks: WebhookOutbox):
         self.settings = settings
         self.jobs = jobs
         self.files = files
         self.registry = registry
         self.queue = queue
         self.results = results
+        self.webhooks = webhooks
 
     def _change(self, job_id: str, change: str, *, held_by: str | None = None, if_unheld: bool = False,
                 **columns: Any) -> bool:
@@ -114,6 +116,7 @@ class JobTransitions:
                 status = self._current(job.id).status
                 raise invalid_request(f"Job {job.id} has already {status}; it cannot be cancelled.", param="id")
             self.jobs.add_event(job.id, "The job was cancelled", data={})
+            self.webhooks.job_ended(job.project, job.id, "fine_tuning.job.cancelled")
         self.results.drop_leftovers(job.id)
         return self._current(job.id)
 
@@ -223,6 +226,7 @@ class JobTransitions:
             self.jobs.update(job.id, result_files=self.results.adopt(job, report.result_files))
             self.jobs.add_event(job.id, f"New fine-tuned model created: {name}", data={})
             self.jobs.add_event(job.id, "The job has successfully completed", data={})
+            self.webhooks.job_ended(job.project, job.id, "fine_tuning.job.succeeded")
         self.results.drop_leftovers(job.id)
         return self._current(job.id)
 
@@ -241,6 +245,7 @@ class JobTransitions:
             )
             if failed:
                 self.jobs.add_event(job_id, f"The job failed: {message}", level="error", data={"code": code})
+                self.webhooks.job_ended(self._current(job_id).project, job_id, "fine_tuning.job.failed")
         if failed:
             self.results.drop_leftovers(job_id)
         return failed
