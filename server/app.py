@@ -15,8 +15,18 @@ from starlette.routing import Route
 from contract.job_queue import open_queue
 from server.auth import AuthMiddleware
 from server.base_models import BaseModelRegistry
-from server.config import Settings
-from server.endpoints import completions, dashboard, files, fine_tuning, internal, models, webhooks
+from server.checkpoint_permissions import CheckpointPermissions
+from server.config import DEFAULT_PROJECT, Settings
+from server.endpoints import (
+    checkpoint_permissions,
+    completions,
+    dashboard,
+    files,
+    fine_tuning,
+    internal,
+    models,
+    webhooks,
+)
 from server.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
 from server.files.store import FileStore
 from server.files.validation import FileValidator
@@ -34,6 +44,7 @@ from server.webhooks.subscriptions import WebhookSubscriptions
 from server.wire_cache import WireCache
 from server.worker_roster import WorkerRoster
 from storage.blobs import BlobStore
+from storage.checkpoint_permissions import PermissionRepository
 from storage.database import Database
 from storage.files import FileRepository
 from storage.jobs import JobRepository
@@ -84,6 +95,8 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
             results=results, catalog=ModelCatalog(models, jobs, file_store, results, workers), engine=engine,
             workers=workers, wire_cache=WireCache(jobs), webhooks=WebhookSubscriptions(webhook_records),
             webhook_sender=webhook_sender,
+            checkpoint_permissions=CheckpointPermissions(
+                jobs, PermissionRepository(db), set(settings.api_keys.values()) or {DEFAULT_PROJECT}),
         )
         validator.resume_pending()
         transitions.enqueue_waiting()
@@ -108,11 +121,12 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
     return Starlette(
         # Starlette tries routes in order: the ones clients poll (job retrieve and events) come first.
         routes=[*fine_tuning.routes, *files.routes, *internal.routes, *completions.routes, *models.routes,
-                *webhooks.routes, Route("/healthz", healthz), Route("/openapi.json", openapi_json), *dashboard.routes],
+                *webhooks.routes, *checkpoint_permissions.routes, Route("/healthz", healthz),
+                Route("/openapi.json", openapi_json), *dashboard.routes],
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(AuthMiddleware, api_keys=settings.api_keys, worker_token=settings.worker_token,
-                       public_hosts=settings.public_hosts),
+                       public_hosts=settings.public_hosts, admin_keys=settings.admin_keys),
         ],
         exception_handlers={
             APIError: handle_api_error,

@@ -20,6 +20,8 @@ from storage.workers import WorkerRecord
 
 PUBLIC_PATHS = ("/healthz", "/openapi.json")
 REGISTER_PATH = "/internal/workers/register"
+# Checkpoint permissions span projects: an admin key's, and nothing else is (as at OpenAI).
+ADMIN_PATHS = "/v1/fine_tuning/checkpoints/"
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -49,9 +51,11 @@ def is_loopback_name(host: str) -> bool:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, api_keys: dict[str, str], worker_token: str, public_hosts: tuple[str, ...] = ()):
+    def __init__(self, app: ASGIApp, api_keys: dict[str, str], worker_token: str, public_hosts: tuple[str, ...] = (),
+                 admin_keys: tuple[str, ...] = ()):
         self.app = app
         self.api_keys = api_keys
+        self.admin_keys = admin_keys
         self.worker_token = worker_token
         self.public_hosts = public_hosts
 
@@ -80,6 +84,19 @@ class AuthMiddleware:
                 return project
         raise APIError(401, "Incorrect API key provided.", code="invalid_api_key")
 
+    def is_admin(self, token: str | None) -> bool:
+        return token is not None and any(hmac.compare_digest(key.encode(), token.encode()) for key in self.admin_keys)
+
+    def check_admin_scope(self, path: str, token: str | None, admin: bool) -> None:
+        """An admin key manages checkpoint permissions, and only that; where keys are set, only it does."""
+        if path.startswith(ADMIN_PATHS) and not admin and self.api_keys:
+            self.project_for(token)  # no key, or a wrong one: a 401 first
+            raise APIError(403, "Checkpoint permissions are managed with an admin key (GXFT_ADMIN_KEYS), not a "
+                           "project's API key.", type="permission_error", code="admin_key_required")
+        if admin and not path.startswith(ADMIN_PATHS):
+            raise APIError(403, "An admin key manages checkpoint permissions only; call this with a project's API "
+                           "key.", type="permission_error", code="project_key_required")
+
     def check_worker_token(self, token: str | None) -> None:
         if token is None or not hmac.compare_digest(self.worker_token.encode(), token.encode()):
             raise APIError(401, "Registering a worker needs the worker token.", code="invalid_worker_token")
@@ -107,7 +124,10 @@ class AuthMiddleware:
             elif not self.api_keys:
                 self.check_host(scope)
             if path.startswith("/v1/"):
-                scope.setdefault("state", {})["project"] = self.project_for(token)
+                admin = self.is_admin(token)
+                self.check_admin_scope(path, token, admin)
+                if not admin:
+                    scope.setdefault("state", {})["project"] = self.project_for(token)
         except APIError as exc:
             await error_response(exc.status, exc.detail)(scope, receive, send)
             return

@@ -4,6 +4,7 @@
 |---|---|---|
 | GXFT_DATA_DIR | metadata database, blobs and the embedded queue | ./gxft-data |
 | GXFT_API_KEYS | comma-separated `key` or `key=project`; unset: any key is accepted | unset |
+| GXFT_ADMIN_KEYS | comma-separated keys that manage checkpoint permissions (and nothing else) | unset |
 | GXFT_MAX_UPLOAD_BYTES | largest accepted file | 536870912 (512 MiB) |
 | GXFT_MIN_EXAMPLES | fewest examples in a fine-tune file | 10 |
 | GXFT_WORKER_TOKEN | secret shared with workers for the internal API | generated into the data dir |
@@ -44,6 +45,7 @@ class Settings(msgspec.Struct, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: dict[str, str] = {}
+    admin_keys: tuple[str, ...] = ()
     max_upload_bytes: int = 512 * 1024 * 1024
     min_examples: int = 10
     worker_token: str = ""
@@ -163,6 +165,7 @@ def load_settings(
     settings = Settings(
         data_dir=root,
         api_keys=parse_api_keys(env.get("GXFT_API_KEYS", "")),
+        admin_keys=tuple(key.strip() for key in env.get("GXFT_ADMIN_KEYS", "").split(",") if key.strip()),
         max_upload_bytes=_env_number("GXFT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, 1),
         min_examples=_env_number("GXFT_MIN_EXAMPLES", 10, 1),
         worker_token=_worker_token(root),

@@ -1,5 +1,6 @@
-"""Every model a project can call: the registry's base models (and their aliases) and the
-checkpoints of its succeeded fine-tuning jobs, each checkpoint name being a model id.
+"""Every model a project can call: the registry's base models (and their aliases), the
+checkpoints of its succeeded fine-tuning jobs, each checkpoint name being a model id, and the
+checkpoints other projects' have been shared with it.
 
 A fine-tuned model is its base model plus the files of its checkpoint: a LoRA adapter, or full weights.
 """
@@ -100,12 +101,22 @@ class ModelCatalog:
         return FineTuningSupport(methods=list(base.methods) if base else [], quantization=["nf4"] if qlora else [])
 
     def get(self, project: str, name: str) -> ServedModel:
+        """A model the project may call: a base model, one of its own, or a checkpoint shared with it."""
         if self.registry.get(name) is not None:
             return self._base(name)
-        checkpoint = self.jobs.model_checkpoint(project, name)
+        checkpoint = self.jobs.model_checkpoint(project, name, shared=True)
         if checkpoint is None:
             raise model_not_found(name, [model.id for model in self.list(project)])
-        return self._fine_tuned(project, checkpoint)
+        return self._fine_tuned(checkpoint)
+
+    def get_own(self, project: str, name: str) -> ServedModel:
+        """As `get`, but a shared checkpoint is refused: only its own project deletes or exports it."""
+        served = self.get(project, name)
+        if served.owned_by not in (project, SYSTEM_OWNER):
+            raise APIError(403, f"{name} is shared with this project by {served.owned_by}, to be called and trained "
+                           "from; only its own project can delete or export it.", type="permission_error",
+                           param="model", code="model_shared")
+        return served
 
     def delete(self, project: str, name: str) -> str:
         """Delete a fine-tuned model; answer its checkpoint id, so that the server can unload it."""
@@ -118,9 +129,9 @@ class ModelCatalog:
                 param="model",
                 code="model_not_deletable",
             )
+        self.get_own(project, name)
         checkpoint = self.jobs.model_checkpoint(project, name)
-        if checkpoint is None:
-            raise model_not_found(name, [model.id for model in self.list(project)])
+        assert checkpoint is not None
         self.results.delete_checkpoint(checkpoint)
         return checkpoint.id
 
@@ -129,7 +140,7 @@ class ModelCatalog:
         assert model is not None
         return ServedModel(name=name, base=model, weights=None, owned_by=SYSTEM_OWNER, created=model.created)
 
-    def _fine_tuned(self, project: str, checkpoint: CheckpointRecord) -> ServedModel:
+    def _fine_tuned(self, checkpoint: CheckpointRecord) -> ServedModel:
         job = self.jobs.get(checkpoint.job_id)
         assert job is not None
         base = self.registry.get(job.base_model)
@@ -150,4 +161,4 @@ class ModelCatalog:
             checkpoint_id=checkpoint.id, kind=checkpoint.weights, files=files, file_ids=tuple(checkpoint.result_files),
         )
         return ServedModel(name=checkpoint.fine_tuned_model_checkpoint, base=base, weights=weights,
-                           owned_by=project, created=checkpoint.created_at, parent=job.model)
+                           owned_by=job.project, created=checkpoint.created_at, parent=job.model)

@@ -71,6 +71,24 @@ class CheckpointListQuery(msgspec.Struct, kw_only=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
 
 
+class CheckpointPermissionListQuery(msgspec.Struct, kw_only=True):
+    project_id: str | None = None
+    after: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    order: Literal["ascending", "descending"] = "descending"
+
+
+class CreateCheckpointPermissionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    project_ids: Annotated[list[str], msgspec.Meta(min_length=1, max_length=100)]
+
+
+class CheckpointPermission(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["checkpoint.permission"] = "checkpoint.permission"
+    created_at: int
+    project_id: str
+
+
 class FileObject(msgspec.Struct, kw_only=True):
     id: str
     object: Literal["file"] = "file"

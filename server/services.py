@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from server.base_models import BaseModelRegistry
+from server.checkpoint_permissions import CheckpointPermissions
 from server.config import Settings
 from server.files.store import FileStore
 from server.files.validation import FileValidator
@@ -36,6 +37,7 @@ class Services:
     wire_cache: WireCache
     webhooks: WebhookSubscriptions
     webhook_sender: WebhookSender
+    checkpoint_permissions: CheckpointPermissions
 
 
 def services(request: Request) -> Services:

@@ -7,6 +7,7 @@ import msgspec
 
 from contract.ids import new_id
 from contract.literals import TERMINAL_STATUSES, EventLevel, EventType, JobStatus, Method, WeightsKind
+from storage.checkpoint_permissions import SHARED_WITH
 from storage.database import Database, placeholders
 from storage.records import Table
 
@@ -212,18 +213,23 @@ class JobRepository:
     def mark_checkpoint_deleted(self, checkpoint_id: str) -> None:
         self.db.execute("UPDATE checkpoints SET deleted = 1 WHERE id = ?", (checkpoint_id,))
 
-    def model_checkpoint(self, project: str, name: str) -> CheckpointRecord | None:
-        """The live checkpoint called `name` of a succeeded job in `project`: a model that can be served."""
+    def model_checkpoint(self, project: str | None, name: str, shared: bool = False) -> CheckpointRecord | None:
+        """The live checkpoint called `name` of a succeeded job in `project` (any project: None), or shared with
+        it when `shared`: a model that can be served."""
+        where, params = "", [name]
+        if project is not None:
+            where = f" AND (project = ? OR {SHARED_WITH})" if shared else " AND project = ?"
+            params += [project, project] if shared else [project]
         return CHECKPOINTS.one(
-            self.db, "JOIN jobs ON jobs.id = checkpoints.job_id WHERE fine_tuned_model_checkpoint = ? AND deleted = 0"
-            " AND project = ? AND jobs.status = 'succeeded'", (name, project),
+            self.db, "JOIN jobs ON jobs.id = checkpoints.job_id WHERE fine_tuned_model_checkpoint = ? "
+            f"AND checkpoints.deleted = 0 AND jobs.status = 'succeeded'{where}", params,
         )
 
     def model_checkpoints(self, project: str) -> list[CheckpointRecord]:
-        """Every servable checkpoint of `project`, oldest first."""
+        """Every servable checkpoint of `project` and those shared with it, oldest first."""
         return CHECKPOINTS.all(
-            self.db, "JOIN jobs ON jobs.id = checkpoints.job_id WHERE deleted = 0 AND project = ?"
-            " AND jobs.status = 'succeeded' ORDER BY checkpoints.seq", (project,),
+            self.db, f"JOIN jobs ON jobs.id = checkpoints.job_id WHERE checkpoints.deleted = 0 AND (project = ? OR "
+            f"{SHARED_WITH}) AND jobs.status = 'succeeded' ORDER BY checkpoints.seq", (project, project),
         )
 
     def live_state_blobs(self) -> set[str]:

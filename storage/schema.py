@@ -184,6 +184,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE outcome IS NULL;
     """,
+    # 11: checkpoints shared with other projects by an admin key: a project granted one may call it and
+    # train from it. A revoked grant stays as a tombstone, so that a cursor naming it still resolves.
+    """
+    CREATE TABLE checkpoint_permissions (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            TEXT    NOT NULL UNIQUE,
+        checkpoint_id TEXT    NOT NULL REFERENCES checkpoints (id),
+        project_id    TEXT    NOT NULL,
+        created_at    INTEGER NOT NULL,
+        deleted       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX checkpoint_permissions_by_checkpoint ON checkpoint_permissions (checkpoint_id, deleted, seq);
+    CREATE INDEX checkpoint_permissions_by_project ON checkpoint_permissions (project_id, deleted, checkpoint_id);
+    """,
 ]
 
 

@@ -41,7 +41,7 @@ async def delete_model(request: Request) -> MsgspecResponse:
 async def export_model(request: Request) -> MsgspecResponse:
     svc = services(request)
     body = await decode_json(request, ExportModelRequest, empty=ExportModelRequest())
-    served = svc.catalog.get(project(request), request.path_params["model"])
+    served = svc.catalog.get_own(project(request), request.path_params["model"])
     export = export_format(served, body.format)
     assert served.weights is not None  # export_format refuses base models
     if export == "merged" and served.weights.kind == "adapter":

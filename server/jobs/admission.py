@@ -178,7 +178,7 @@ class JobAdmission:
                     param="from_checkpoint",
                 )
             return StartingPoint(base)
-        checkpoint = self.jobs.model_checkpoint(project, request.model)
+        checkpoint = self.jobs.model_checkpoint(project, request.model, shared=True)
         parent = self.jobs.get(checkpoint.job_id) if checkpoint else None
         if checkpoint is None or parent is None:
             raise model_not_available(request.model, self.registry)
