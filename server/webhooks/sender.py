@@ -36,15 +36,19 @@ class WebhookSender:
 
     async def run(self) -> None:
         async with httpx2.AsyncClient(timeout=ATTEMPT_TIMEOUT_SECONDS, follow_redirects=False) as http:
-            while True:
-                try:
-                    for delivery in self.repository.due(time.time(), limit=64):
-                        if delivery.id not in self._in_flight:  # a slow endpoint holds up only its own
-                            self._in_flight[delivery.id] = asyncio.get_running_loop().create_task(
-                                self._attempt(http, delivery))
-                except Exception:
-                    log.exception("reading the webhook outbox failed")
-                await asyncio.sleep(POLL_SECONDS)
+            try:
+                while True:
+                    try:
+                        for delivery in self.repository.due(time.time(), limit=64):
+                            if delivery.id not in self._in_flight:  # a slow endpoint holds up only its own
+                                self._in_flight[delivery.id] = asyncio.get_running_loop().create_task(
+                                    self._attempt(http, delivery))
+                    except Exception:
+                        log.exception("reading the webhook outbox failed")
+                    await asyncio.sleep(POLL_SECONDS)
+            finally:  # at shutdown: an attempt cut short is still owed, and made after the restart
+                for task in list(self._in_flight.values()):
+                    task.cancel()
 
     async def _attempt(self, http: httpx2.AsyncClient, delivery: DeliveryRecord) -> None:
         try:
