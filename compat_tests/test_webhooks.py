@@ -116,7 +116,7 @@ def test_each_end_of_a_job_is_delivered_signed_and_a_refused_one_again_with_the_
 
 def test_a_delivery_owed_when_the_server_is_killed_comes_after_the_restart_with_the_same_id(tmp_path):
     receiver = Receiver(then=503)  # refusing, until the server has been killed
-    server = ServerProcess(tmp_path / "data", env=QUICK_RETRIES)
+    server = ServerProcess(tmp_path / "data", env=QUICK_RETRIES, worker=False)  # the job is cancelled while queued
     try:
         client = server.client()
         endpoint = client.webhooks.create(url=receiver.url, name="restart", event_types=FINE_TUNING_EVENTS)
@@ -127,7 +127,7 @@ def test_a_delivery_owed_when_the_server_is_killed_comes_after_the_restart_with_
         server.kill()
         receiver.then = 200
 
-        server = ServerProcess(tmp_path / "data", env=QUICK_RETRIES)
+        server = ServerProcess(tmp_path / "data", env=QUICK_RETRIES, worker=False)  # the job is cancelled while queued
         deadline = time.monotonic() + 30
         while not any(status == 200 for *_, status in receiver.received):
             assert time.monotonic() < deadline, receiver.received
