@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from compat_tests.documentation_blocks import code_blocks, readme_serve_command, run_block
+from compat_tests.documentation_blocks import quick_start_block, readme_serve_command, run_block
 from compat_tests.server_process import ServerProcess
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
@@ -81,9 +81,8 @@ class QuickStartRun:
 def quick_start(readme_server) -> QuickStartRun:
     """The README's quick start, run as pasted: it uploads the invented facts, fine-tunes SmolLM2 on them and
     asks the base and the tuned model one of them."""
-    block = next(block for block in code_blocks("README.md") if block.language == "python")
     started = time.monotonic()
-    result = run_block(block, readme_server.base_url)
+    result = run_block(quick_start_block(), readme_server.base_url)
     seconds = time.monotonic() - started
     MEASUREMENTS.append(f"The README's quick start (SmolLM2 already converted): {seconds:.1f} s")
     return QuickStartRun(result, seconds)

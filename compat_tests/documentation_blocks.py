@@ -79,6 +79,11 @@ def masked(text: str) -> str:
     return _MODEL_NAME_END.sub(r"\1<generated>", text)
 
 
+def quick_start_block() -> CodeBlock:
+    """The README's quick start: its first Python block."""
+    return next(block for block in code_blocks("README.md") if block.language == "python")
+
+
 def the_two_commands() -> tuple[str, str]:
     """The README's first block: install and serve, install and test."""
     block = code_blocks("README.md")[0]

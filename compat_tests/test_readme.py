@@ -19,13 +19,14 @@ from compat_tests.documentation_blocks import (
     code_blocks,
     error_envelopes,
     masked,
+    quick_start_block,
     run_block,
     runnable_blocks,
     the_two_commands,
 )
 
 BLOCKS = runnable_blocks()
-QUICK_START = next(block for block in BLOCKS if block.page == "README.md" and block.language == "python")
+QUICK_START = quick_start_block()
 OTHER_BLOCKS = [block for block in BLOCKS[1:] if block != QUICK_START]
 TERMINAL = ("succeeded", "failed", "cancelled")
 

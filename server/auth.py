@@ -21,7 +21,7 @@ from storage.workers import WorkerRecord
 PUBLIC_PATHS = ("/healthz", "/openapi.json")
 REGISTER_PATH = "/internal/workers/register"
 # Checkpoint permissions span projects: an admin key's, and nothing else is (as at OpenAI).
-ADMIN_PATHS = "/v1/fine_tuning/checkpoints/"
+ADMIN_PATH_PREFIX = "/v1/fine_tuning/checkpoints/"
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -89,11 +89,11 @@ class AuthMiddleware:
 
     def check_admin_scope(self, path: str, token: str | None, admin: bool) -> None:
         """An admin key manages checkpoint permissions, and only that; where keys are set, only it does."""
-        if path.startswith(ADMIN_PATHS) and not admin and self.api_keys:
+        if path.startswith(ADMIN_PATH_PREFIX) and not admin and self.api_keys:
             self.project_for(token)  # no key, or a wrong one: a 401 first
             raise APIError(403, "Checkpoint permissions are managed with an admin key (GXFT_ADMIN_KEYS), not a "
                            "project's API key.", type="permission_error", code="admin_key_required")
-        if admin and not path.startswith(ADMIN_PATHS):
+        if admin and not path.startswith(ADMIN_PATH_PREFIX):
             raise APIError(403, "An admin key manages checkpoint permissions only; call this with a project's API "
                            "key.", type="permission_error", code="project_key_required")
 

@@ -4,6 +4,8 @@ import time
 from typing import cast
 from urllib.parse import urlsplit
 
+import msgspec
+
 from contract.ids import new_id
 from server.errors import invalid_request, not_found
 from server.pagination import after_cursor, list_page
@@ -48,8 +50,7 @@ def endpoint_object(record: WebhookEndpointRecord) -> WebhookEndpoint:
 
 
 def endpoint_object_with_secret(record: WebhookEndpointRecord) -> WebhookEndpointWithSecret:
-    shown = endpoint_object(record)
-    return WebhookEndpointWithSecret(**{name: getattr(shown, name) for name in shown.__struct_fields__},
+    return WebhookEndpointWithSecret(**msgspec.structs.asdict(endpoint_object(record)),
                                      signing_secret=record.signing_secret)
 
 
