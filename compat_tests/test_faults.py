@@ -22,10 +22,10 @@ def _digest(client, file_id: str) -> str:
 
 
 def _scratch_and_temp(data_dir) -> list[str]:
-    """Blobs that are not (yet) files: uploads in progress and staged checkpoint parts."""
+    """Blobs that are not (yet) files: uploads in progress, parts of uploads and staged checkpoint parts."""
     blobs = data_dir / "blobs"
     return sorted([p.name for p in (blobs / "tmp").iterdir()]
-                  + [p.name for p in blobs.iterdir() if p.name.startswith(("staged-", "state-"))])
+                  + [p.name for p in blobs.iterdir() if p.name.startswith(("staged-", "state-", "part_"))])
 
 
 def test_worker_killed_mid_training_is_resumed_by_another_with_the_same_steps(start_server, tmp_path):
@@ -62,17 +62,21 @@ def test_worker_killed_mid_training_is_resumed_by_another_with_the_same_steps(st
 
 
 class SlowUpload(threading.Thread):
-    """A multipart upload that trickles in, so the server can be killed while it is half received."""
+    """A multipart upload that trickles in, so the server can be killed while it is half received: a file, or
+    with `upload_id` a part of that upload."""
 
-    def __init__(self, server: ServerProcess):
+    def __init__(self, server: ServerProcess, upload_id: str | None = None):
         super().__init__(daemon=True)
         self.server = server
+        self.path = f"/v1/uploads/{upload_id}/parts" if upload_id else "/v1/files"
         self.started_sending = threading.Event()
         self.outcome: object = None
 
     def body(self):
-        yield (b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nuser_data\r\n--b\r\n"
-               b"Content-Disposition: form-data; name=\"file\"; filename=\"half.bin\"\r\n\r\n")
+        if self.path == "/v1/files":
+            yield b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nuser_data\r\n"
+        yield (b"--b\r\nContent-Disposition: form-data; name=\"" + (b"file" if self.path == "/v1/files" else b"data")
+               + b"\"; filename=\"half.bin\"\r\n\r\n")
         for _ in range(2000):
             yield b"x" * 65536
             self.started_sending.set()
@@ -81,7 +85,7 @@ class SlowUpload(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.outcome = httpx2.post(self.server.base_url + "/v1/files", content=self.body(), timeout=120,
+            self.outcome = httpx2.post(self.server.base_url + self.path, content=self.body(), timeout=120,
                                        headers={"Authorization": "Bearer k",
                                                 "Content-Type": "multipart/form-data; boundary=b"})
         except httpx2.HTTPError as exc:
@@ -101,9 +105,14 @@ def test_server_killed_mid_upload_and_mid_training_loses_nothing(tmp_path):
         )
         wait_for_job(client, job.id, lambda _: len(client.fine_tuning.jobs.checkpoints.list(job.id).data) >= 1,
                      patience=120)
-        slow = SlowUpload(server)
-        slow.start()
-        slow.started_sending.wait(30)
+        parts = [os.urandom(100_000 + i) for i in range(3)]
+        in_parts = client.uploads.create(bytes=sum(map(len, parts)), filename="parts.bin", purpose="user_data",
+                                         mime_type="application/octet-stream")
+        part_ids = [client.uploads.parts.create(upload_id=in_parts.id, data=data).id for data in parts[:2]]
+        slow, slow_part = SlowUpload(server), SlowUpload(server, in_parts.id)
+        for thread in (slow, slow_part):
+            thread.start()
+            thread.started_sending.wait(30)
         time.sleep(0.5)
         files = {f.id: (f.filename, f.bytes, _digest(client, f.id)) for f in client.files.list()}
         events = [(e.id, e.message) for e in all_events(client, job.id)]
@@ -111,10 +120,17 @@ def test_server_killed_mid_upload_and_mid_training_loses_nothing(tmp_path):
         assert client.fine_tuning.jobs.retrieve(job.id).status == "running"
 
         server.kill()
-        slow.join(30)
-        assert isinstance(slow.outcome, httpx2.HTTPError), slow.outcome  # the upload never completed
+        for thread in (slow, slow_part):
+            thread.join(30)
+            assert isinstance(thread.outcome, httpx2.HTTPError), thread.outcome  # the upload never completed
         server = ServerProcess(data_dir, worker=False, port=server.port)
         client = server.client()
+
+        # The upload in parts keeps the two parts it had; the one cut short is gone.
+        part_ids.append(client.uploads.parts.create(upload_id=in_parts.id, data=parts[2]).id)
+        joined = client.uploads.complete(upload_id=in_parts.id, part_ids=part_ids)
+        assert joined.file is not None and client.files.content(joined.file.id).read() == b"".join(parts)
+        files[joined.file.id] = ("parts.bin", joined.file.bytes, _digest(client, joined.file.id))
 
         after = {f.id: f for f in client.files.list()}
         assert "half.bin" not in {f.filename for f in after.values()}

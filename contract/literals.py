@@ -12,6 +12,8 @@ FileStatus = Literal["uploaded", "processed", "error"]
 UploadPurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
 FilePurpose = Literal[UploadPurpose, "assistants_output", "batch_output", "fine-tune-results"]
 UPLOAD_PURPOSES: tuple[str, ...] = get_args(UploadPurpose)
+# Of an upload sent in parts (the Uploads API).
+UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
 
 DataFormat = Literal["chat", "preference", "prompt_completion", "alpaca", "text"]
 

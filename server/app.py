@@ -25,10 +25,12 @@ from server.endpoints import (
     fine_tuning,
     internal,
     models,
+    uploads,
     webhooks,
 )
 from server.errors import APIError, handle_api_error, handle_http_exception, handle_unexpected
 from server.files.store import FileStore
+from server.files.uploads import Uploads
 from server.files.validation import FileValidator
 from server.jobs.admission import JobAdmission
 from server.jobs.results import JobResults
@@ -48,6 +50,7 @@ from storage.checkpoint_permissions import PermissionRepository
 from storage.database import Database
 from storage.files import FileRepository
 from storage.jobs import JobRepository
+from storage.uploads import UploadRepository
 from storage.webhooks import WebhookRepository
 from storage.workers import WorkerRepository
 
@@ -58,13 +61,15 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def _housekeeping(transitions: JobTransitions, files: FileStore, lease_seconds: float) -> None:
-    """Jobs whose worker went silent are queued again; files past their expiry go."""
+async def _housekeeping(transitions: JobTransitions, files: FileStore, uploads: Uploads,
+                        lease_seconds: float) -> None:
+    """Jobs whose worker went silent are queued again; files and uploads past their expiry go."""
     while True:
         await asyncio.sleep(max(0.5, lease_seconds / 4))
         try:
             transitions.requeue_expired()
             files.sweep_expired()
+            uploads.sweep_expired()
         except Exception:
             log.exception("housekeeping failed")
 
@@ -78,7 +83,9 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
         jobs = JobRepository(db)
         file_store = FileStore(FileRepository(db), blobs, settings.quota_file_bytes)
         results = JobResults(jobs, file_store, blobs)
-        results.sweep()
+        upload_store = Uploads(UploadRepository(db), file_store, settings.upload_expiry_seconds)
+        upload_store.sweep_expired()
+        results.sweep(upload_parts=upload_store.part_ids())
         file_store.sweep_expired()
         validator = FileValidator(file_store, settings.min_examples)
         models = registry or BaseModelRegistry.load(settings.models_file, settings.profile, settings.models_dir)
@@ -90,7 +97,8 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
         webhook_sender = WebhookSender(webhook_records, settings.webhook_retry_seconds)
         engine = InferenceEngine(adapter_slots=settings.adapter_slots, full_model_slots=settings.full_model_slots)
         app.state.services = Services(
-            settings=settings, files=file_store, file_validator=validator, jobs=jobs, registry=models,
+            settings=settings, files=file_store, uploads=upload_store, file_validator=validator, jobs=jobs,
+            registry=models,
             admission=JobAdmission(settings, jobs, file_store, models, workers, queue), transitions=transitions,
             results=results, catalog=ModelCatalog(models, jobs, file_store, results, workers), engine=engine,
             workers=workers, wire_cache=WireCache(jobs), webhooks=WebhookSubscriptions(webhook_records),
@@ -101,7 +109,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
         validator.resume_pending()
         transitions.enqueue_waiting()
         housekeeping = asyncio.get_running_loop().create_task(
-            _housekeeping(transitions, file_store, settings.lease_seconds))
+            _housekeeping(transitions, file_store, upload_store, settings.lease_seconds))
         delivering = asyncio.get_running_loop().create_task(webhook_sender.run())
         log.info("GXFT ready on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
         if not settings.api_keys:
@@ -120,8 +128,8 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
 
     return Starlette(
         # Starlette tries routes in order: the ones clients poll (job retrieve and events) come first.
-        routes=[*fine_tuning.routes, *files.routes, *internal.routes, *completions.routes, *models.routes,
-                *webhooks.routes, *checkpoint_permissions.routes, Route("/healthz", healthz),
+        routes=[*fine_tuning.routes, *files.routes, *uploads.routes, *internal.routes, *completions.routes,
+                *models.routes, *webhooks.routes, *checkpoint_permissions.routes, Route("/healthz", healthz),
                 Route("/openapi.json", openapi_json), *dashboard.routes],
         middleware=[
             Middleware(RequestIdMiddleware),

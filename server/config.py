@@ -64,6 +64,7 @@ class Settings(msgspec.Struct, kw_only=True):
     quota_file_bytes: int = 0
     quota_active_jobs: int = 0
     webhook_retry_seconds: float = 5.0
+    upload_expiry_seconds: int = 3600
 
     @property
     def database_path(self) -> Path:
@@ -184,6 +185,7 @@ def load_settings(
         quota_file_bytes=_env_number("GXFT_QUOTA_FILE_BYTES", 0, 0),
         quota_active_jobs=_env_number("GXFT_QUOTA_ACTIVE_JOBS", 0, 0),
         webhook_retry_seconds=_env_number("GXFT_WEBHOOK_RETRY_SECONDS", 5.0, 0.01),
+        upload_expiry_seconds=_env_number("GXFT_UPLOAD_EXPIRY_SECONDS", 3600, 1),
     )
     if host is not None:
         settings.host = host

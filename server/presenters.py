@@ -1,4 +1,4 @@
-"""Stored records as the public wire objects of `/v1`: files, jobs, their events and checkpoints."""
+"""Stored records as the public wire objects of `/v1`: files, uploads, jobs, their events and checkpoints."""
 
 
 import msgspec
@@ -10,9 +10,12 @@ from server.protocol import (
     FineTuningJobEvent,
     Integration,
     JobError,
+    Upload,
+    UploadPart,
 )
 from storage.files import FileRecord
 from storage.jobs import CheckpointRecord, EventRecord, JobRecord
+from storage.uploads import PartRecord, UploadRecord
 
 
 def file_object(record: FileRecord) -> FileObject:
@@ -26,6 +29,18 @@ def file_object(record: FileRecord) -> FileObject:
         status_details=record.status_details,
         expires_at=record.expires_at,
     )
+
+
+def upload_object(record: UploadRecord, file: FileRecord | None = None) -> Upload:
+    return Upload(
+        id=record.id, bytes=record.bytes, created_at=record.created_at, filename=record.filename,
+        purpose=record.purpose, status=record.status, expires_at=record.expires_at,
+        file=file_object(file) if file is not None else None,
+    )
+
+
+def part_object(record: PartRecord) -> UploadPart:
+    return UploadPart(id=record.id, created_at=record.created_at, upload_id=record.upload_id)
 
 
 def job_object(job: JobRecord) -> FineTuningJob:

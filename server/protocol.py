@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from contract.literals import EventLevel, EventType, FilePurpose, FileStatus, JobStatus, UploadPurpose
+from contract.literals import EventLevel, EventType, FilePurpose, FileStatus, JobStatus, UploadPurpose, UploadStatus
 
 T = TypeVar("T")
 
@@ -99,6 +99,54 @@ class FileObject(msgspec.Struct, kw_only=True):
     status: FileStatus
     status_details: str | None = None
     expires_at: int | None = None
+
+
+# The Uploads API: a file of up to 8 GiB sent in parts of up to 64 MiB.
+MAX_UPLOAD_BYTES = 8 * 1024**3
+MAX_PART_BYTES = 64 * 1024**2
+
+
+class FileExpiresAfter(msgspec.Struct, forbid_unknown_fields=True):
+    anchor: Literal["created_at"]
+    seconds: Annotated[int, msgspec.Meta(ge=EXPIRY_SECONDS[0], le=EXPIRY_SECONDS[1])]
+
+
+class CreateUploadRequest(msgspec.Struct, forbid_unknown_fields=True):
+    bytes: Annotated[int, msgspec.Meta(ge=0, le=MAX_UPLOAD_BYTES)]
+    filename: str
+    mime_type: str  # kept, not checked: a fine-tuning file's content is what is validated
+    purpose: UploadPurpose
+    expires_after: FileExpiresAfter | None = None  # of the file the upload becomes
+
+
+class CompleteUploadRequest(msgspec.Struct, forbid_unknown_fields=True):
+    part_ids: list[str]
+    md5: str | None = None
+
+
+class UploadPartForm(msgspec.Struct):
+    """The multipart/form-data body of `POST /v1/uploads/{upload_id}/parts`, for the OpenAPI document."""
+
+    data: bytes
+
+
+class Upload(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["upload"] = "upload"
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: UploadStatus
+    expires_at: int
+    file: FileObject | None = None
+
+
+class UploadPart(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["upload.part"] = "upload.part"
+    created_at: int
+    upload_id: str
 
 
 class JobError(msgspec.Struct):

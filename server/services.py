@@ -8,6 +8,7 @@ from server.base_models import BaseModelRegistry
 from server.checkpoint_permissions import CheckpointPermissions
 from server.config import Settings
 from server.files.store import FileStore
+from server.files.uploads import Uploads
 from server.files.validation import FileValidator
 from server.jobs.admission import JobAdmission
 from server.jobs.results import JobResults
@@ -25,6 +26,7 @@ from storage.jobs import JobRepository
 class Services:
     settings: Settings
     files: FileStore
+    uploads: Uploads
     file_validator: FileValidator
     jobs: JobRepository
     registry: BaseModelRegistry

@@ -198,6 +198,34 @@ MIGRATIONS: list[str] = [
     CREATE INDEX checkpoint_permissions_by_checkpoint ON checkpoint_permissions (checkpoint_id, deleted, seq);
     CREATE INDEX checkpoint_permissions_by_project ON checkpoint_permissions (project_id, deleted, checkpoint_id);
     """,
+    # 12: uploads in parts (OpenAI's Uploads API). A part's bytes are a blob named by the part's id; the rows
+    # of a part go with its blob when the upload completes, is cancelled or expires.
+    """
+    CREATE TABLE uploads (
+        seq                   INTEGER PRIMARY KEY AUTOINCREMENT,
+        id                    TEXT    NOT NULL UNIQUE,
+        project               TEXT    NOT NULL,
+        filename              TEXT    NOT NULL,
+        purpose               TEXT    NOT NULL,
+        bytes                 INTEGER NOT NULL,
+        mime_type             TEXT    NOT NULL,
+        created_at            INTEGER NOT NULL,
+        expires_at            INTEGER NOT NULL,
+        file_expires_after    INTEGER,
+        status                TEXT    NOT NULL,
+        file_id               TEXT
+    );
+    CREATE INDEX uploads_pending ON uploads (expires_at) WHERE status = 'pending';
+
+    CREATE TABLE upload_parts (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT    NOT NULL UNIQUE,
+        upload_id  TEXT    NOT NULL REFERENCES uploads (id),
+        bytes      INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX upload_parts_by_upload ON upload_parts (upload_id);
+    """,
 ]
 
 

@@ -49,3 +49,4 @@ def test_api_benchmark_reads_beside_bare_starlette_and_uploads(tmp_path):
             assert run["ratio"] > 0
     upload = report["upload"]
     assert upload["status"] == "processed" and upload["lines"] > 10_000 and upload["validation_lines_per_s"] > 0
+    assert upload["chunked_status"] == "completed" and upload["chunked_vs_cp"] > 0

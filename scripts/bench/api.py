@@ -13,9 +13,11 @@
    and unlike the absolute figures it travels between machines. The load comes from one asyncio
    process holding one keep-alive HTTP/1.1 connection per client, so that the client costs little
    of the machine the servers run on.
-2. Upload. A JSONL training file of --upload-mb MB goes to POST /v1/files (curl, streaming) and, as
-   the baseline, through `cp` to the same disk: MB/s of each, and the server's resident memory before
-   and at its peak (VmHWM).
+2. Upload. A JSONL training file of --upload-mb MB goes to POST /v1/files (curl, streaming), then to
+   the Uploads API in 64 MB parts (the openai SDK's `uploads.upload_file_chunked`, which sends them one
+   after another; the time includes joining them at completion) and, as the baseline, through `cp` to
+   the same disk: MB/s of each, and the server's resident memory before and at its peak (VmHWM, reset
+   between the two uploads).
 3. Validation. The seconds from the upload's answer to `processed`: lines/s.
 """
 
@@ -138,12 +140,23 @@ def bench_upload(server: ServerProcess, folder: Path, megabytes: int) -> dict:
     while (file := client.files.retrieve(file_id)).status not in ("processed", "error"):
         time.sleep(0.05)
     validation_seconds = time.perf_counter() - started - upload_seconds
+
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM starts again from the resident memory of now
+    chunked_rss_before = memory_kib(pid, "VmRSS")
+    started = time.perf_counter()
+    chunked = client.uploads.upload_file_chunked(file=source, mime_type="text/jsonl", purpose="fine-tune")
+    chunked_seconds = time.perf_counter() - started
+    chunked_peak = memory_kib(pid, "VmHWM")
+    assert chunked.file is not None and chunked.file.bytes == size
     source.unlink()
     return {"bytes": size, "lines": lines, "status": file.status,
             "upload_mb_per_s": size / 1e6 / upload_seconds, "cp_mb_per_s": size / 1e6 / cp_seconds,
             "upload_vs_cp": cp_seconds / upload_seconds,
             "server_rss_before_mib": rss_before / 1024, "server_peak_rss_mib": peak / 1024,
-            "validation_seconds": validation_seconds, "validation_lines_per_s": lines / validation_seconds}
+            "validation_seconds": validation_seconds, "validation_lines_per_s": lines / validation_seconds,
+            "chunked_status": chunked.status, "chunked_mb_per_s": size / 1e6 / chunked_seconds,
+            "chunked_vs_cp": cp_seconds / chunked_seconds, "chunked_server_rss_before_mib": chunked_rss_before / 1024,
+            "chunked_server_peak_rss_mib": chunked_peak / 1024}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -192,11 +205,14 @@ def main() -> int:
                  "GXFT/bare retrieve", "errors"], rows)
     if upload:
         print(f"\nUpload of {upload['bytes'] / 1e6:,.0f} MB ({upload['lines']:,} lines):")
-        print_table(["upload MB/s", "cp MB/s", "upload/cp", "server RSS before MiB", "server peak MiB",
+        print_table(["upload", "MB/s", "cp MB/s", "upload/cp", "server RSS before MiB", "server peak MiB",
                      "validation lines/s"],
-                    [[upload["upload_mb_per_s"], upload["cp_mb_per_s"], upload["upload_vs_cp"],
+                    [["POST /v1/files", upload["upload_mb_per_s"], upload["cp_mb_per_s"], upload["upload_vs_cp"],
                       upload["server_rss_before_mib"], upload["server_peak_rss_mib"],
-                      upload["validation_lines_per_s"]]])
+                      upload["validation_lines_per_s"]],
+                     ["Uploads API, 64 MB parts", upload["chunked_mb_per_s"], upload["cp_mb_per_s"],
+                      upload["chunked_vs_cp"], upload["chunked_server_rss_before_mib"],
+                      upload["chunked_server_peak_rss_mib"], None]])
     print(f"JSON: {args.json}")
     return 0
 

@@ -1,9 +1,10 @@
 """Receiving a multipart upload straight into a blob, never holding the file in memory.
 
-python-multipart's push parser hands us each chunk of the `file` part as it arrives; the chunk goes
-to the caller's `BlobWriter` under the blob store's tmp/ folder. Past the size limit the rest of the
-body is read and dropped, so the client sees the 413 instead of a broken pipe. The text fields are
-decoded as `FileUploadFields`, so the bounds the OpenAPI document states are the bounds enforced.
+python-multipart's push parser hands us each chunk of the file part (`file` of `POST /v1/files`, `data`
+of an Upload's part) as it arrives; the chunk goes to the caller's `BlobWriter` under the blob store's
+tmp/ folder. Past the size limit the rest of the body is read and dropped, so the client sees the 413
+instead of a broken pipe. The text fields of `POST /v1/files` are decoded as `FileUploadFields`, so the
+bounds the OpenAPI document states are the bounds enforced.
 """
 
 from collections.abc import AsyncIterator
@@ -52,9 +53,9 @@ class FormTooLarge(Exception):
         self.param = param
 
 
-def incomplete_upload(what: str) -> APIError:
+def incomplete_upload(what: str, param: str = "file") -> APIError:
     return invalid_request(f"{what}, so the upload is incomplete and nothing was stored. Send the whole body.",
-                           param="file", code="incomplete_upload")
+                           param=param, code="incomplete_upload")
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,12 @@ class ReceivedUpload:
 
 
 class _PartCollector:
-    """python-multipart callbacks that route the `file` part to the writer and keep the text fields."""
+    """python-multipart callbacks that route the file part to the writer and keep the text fields."""
 
-    def __init__(self, writer: BlobWriter, max_bytes: int):
+    def __init__(self, writer: BlobWriter, max_bytes: int, file_field: str):
         self.writer = writer
         self.max_bytes = max_bytes
+        self.file_field = file_field
         self.fields: dict[str, str] = {}
         self.filename: str | None = None
         self.header_name = b""
@@ -119,9 +121,9 @@ class _PartCollector:
         if b"name" not in options:
             raise malformed_body('A multipart part has no "name" in its Content-Disposition header.')
         self.field_name = options[b"name"].decode("utf-8", "replace")
-        if self.field_name == "file":
+        if self.field_name == self.file_field:
             if self.filename is not None:
-                raise invalid_request("Send exactly one 'file' part.", param="file")
+                raise invalid_request(f"Send exactly one {self.file_field!r} part.", param=self.file_field)
             self.filename = display_name(options.get(b"filename", b"upload").decode("utf-8", "replace"))
             self.in_file = True
 
@@ -164,13 +166,19 @@ def _decode_fields(fields: dict[str, str]) -> FileUploadFields:
 
 
 async def receive_upload(request: Request, writer: BlobWriter, max_bytes: int) -> ReceivedUpload:
-    """Parse the multipart body: the `file` part lands in `writer` (uncommitted), the fields are decoded."""
+    """`POST /v1/files`: the `file` part lands in `writer` (uncommitted), the fields are decoded."""
+    fields, filename = await receive_form(request, writer, max_bytes, "file", "a 'file' part and a 'purpose' field")
+    return ReceivedUpload(fields=_decode_fields(fields), filename=filename)
+
+
+async def receive_form(request: Request, writer: BlobWriter, max_bytes: int, file_field: str,
+                       expected: str) -> tuple[dict[str, str], str]:
+    """Parse the multipart body: the part `file_field` lands in `writer` (uncommitted); answers the text fields
+    and the file part's name. `expected` says what the form holds, for the answer to a body that is not one."""
     content_type, options = parse_options_header(request.headers.get("content-type"))
     if content_type != b"multipart/form-data" or b"boundary" not in options:
-        raise invalid_request(
-            "Uploads must be sent as multipart/form-data with a 'file' part and a 'purpose' field."
-        )
-    collector = _PartCollector(writer, max_bytes)
+        raise invalid_request(f"Uploads must be sent as multipart/form-data with {expected}.")
+    collector = _PartCollector(writer, max_bytes, file_field)
     try:
         parser = python_multipart.MultipartParser(options[b"boundary"], collector.callbacks())
         stream = request.stream()
@@ -182,13 +190,14 @@ async def receive_upload(request: Request, writer: BlobWriter, max_bytes: int) -
             await drain(stream)
             raise invalid_request(str(exc), param=exc.param, code="form_too_large") from None
         except ClientDisconnect:
-            raise incomplete_upload("The client closed the connection before the whole body arrived") from None
+            raise incomplete_upload("The client closed the connection before the whole body arrived",
+                                    file_field) from None
         except UploadTooLarge:
             await drain(stream)
             raise APIError(
                 413,
-                f"The file is larger than the limit of {max_bytes} bytes.",
-                param="file",
+                f"The {file_field!r} part is larger than the limit of {max_bytes} bytes.",
+                param=file_field,
                 code="file_too_large",
             ) from None
         except OSError as exc:
@@ -198,10 +207,10 @@ async def receive_upload(request: Request, writer: BlobWriter, max_bytes: int) -
     except python_multipart.exceptions.FormParserError as exc:
         raise malformed_body(f"The multipart body could not be parsed: {exc}.") from None
     if not collector.complete:
-        raise incomplete_upload("The multipart body ends before its closing boundary")
+        raise incomplete_upload("The multipart body ends before its closing boundary", file_field)
     if collector.filename is None:
-        raise invalid_request("Missing required parameter: 'file'.", param="file")
-    return ReceivedUpload(fields=_decode_fields(collector.fields), filename=collector.filename)
+        raise invalid_request(f"Missing required parameter: {file_field!r}.", param=file_field)
+    return collector.fields, collector.filename
 
 
 async def out_of_space(writer: BlobWriter, stream: AsyncIterator[bytes]) -> APIError:

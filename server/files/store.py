@@ -22,18 +22,18 @@ from storage.files import FileRecord, FileRepository
 MAX_FILENAME_CHARS = 255
 
 
-def display_name(raw: str) -> str:
+def display_name(raw: str, param: str = "file") -> str:
     """The name to show for a file (never used on disk). A path keeps its last part, as the SDKs send it:
     `openai api files.create -f data/train.jsonl` of openai-python up to 2.34 sends the path as typed."""
     name = raw.strip().replace("\\", "/").rsplit("/", 1)[-1].strip()
     if any(unicodedata.category(char) == "Cc" for char in name):
-        raise invalid_request("The file name contains control characters.", param="file", code="invalid_filename")
+        raise invalid_request("The file name contains control characters.", param=param, code="invalid_filename")
     if len(name) > MAX_FILENAME_CHARS:
         raise invalid_request(
-            f"The file name is longer than {MAX_FILENAME_CHARS} characters.", param="file", code="invalid_filename"
+            f"The file name is longer than {MAX_FILENAME_CHARS} characters.", param=param, code="invalid_filename"
         )
     if name in (".", ".."):
-        raise invalid_request(f"{name!r} is not a file name.", param="file", code="invalid_filename")
+        raise invalid_request(f"{name!r} is not a file name.", param=param, code="invalid_filename")
     return name or "upload"
 
 
@@ -70,21 +70,31 @@ class FileStore:
     async def store_upload(self, project: str, writer: BlobWriter, filename: str,
                            fields: FileUploadFields) -> FileRecord:
         """An upload received whole into `writer` becomes a file, or is refused before anything is kept."""
-        if fields.purpose == "fine-tune" and not filename.lower().endswith(".jsonl"):
+        self.refuse_upload(project, filename, fields.purpose, writer.size)
+        await commit_blob(writer)
+        return self.record_upload(project, writer.blob_id, writer.size, filename, fields)
+
+    def refuse_upload(self, project: str, filename: str, purpose: str, size: int, param: str = "file") -> None:
+        """Raise the answer to an upload that cannot become a file: a fine-tuning file without its extension,
+        or one past the project's quota."""
+        if purpose == "fine-tune" and not filename.lower().endswith(".jsonl"):
             raise invalid_request(
                 f"Invalid file format for fine-tuning: {filename!r}. Fine-tuning files must be JSONL "
                 "files with a .jsonl extension.",
-                param="file",
+                param=param,
             )
-        if self.quota_bytes and self.records.project_bytes(project) + writer.size > self.quota_bytes:
+        if self.quota_bytes and self.records.project_bytes(project) + size > self.quota_bytes:
             raise quota_exceeded(
-                f"This upload of {writer.size} bytes would take the project's files past its quota of "
+                f"This upload of {size} bytes would take the project's files past its quota of "
                 f"{self.quota_bytes} bytes; delete files it no longer needs, then upload again."
             )
+
+    def record_upload(self, project: str, blob_id: str, size: int, filename: str,
+                      fields: FileUploadFields) -> FileRecord:
+        """The record of an upload whose blob `blob_id` is committed."""
         created_at = int(time.time())
-        await commit_blob(writer)
         record = FileRecord(
-            id=writer.blob_id, project=project, filename=filename, purpose=fields.purpose, bytes=writer.size,
+            id=blob_id, project=project, filename=filename, purpose=fields.purpose, bytes=size,
             created_at=created_at,
             expires_at=created_at + fields.expires_after_seconds if fields.expires_after_seconds else None,
             # A fine-tuning file is validated in the background (server/files/validation.py).

@@ -148,10 +148,11 @@ class JobResults:
         for kind in SCRATCH_KINDS:
             self.blobs.delete_prefix(_scratch_prefix(kind, job_id))
 
-    def sweep(self) -> None:
+    def sweep(self, upload_parts: set[str]) -> None:
         """At start-up: blobs whose upload committed but whose record never did (a crash between the two),
-        and the scratch of finished jobs. An unfinished job keeps its scratch: its worker may deliver it yet."""
-        live = self.files.live_ids() | self.jobs.live_state_blobs()
+        and the scratch of finished jobs. An unfinished job keeps its scratch: its worker may deliver it yet;
+        `upload_parts` (those of pending uploads) stay too."""
+        live = self.files.live_ids() | self.jobs.live_state_blobs() | upload_parts
         keep = tuple(_scratch_prefix(kind, job_id) for job_id in self.jobs.unfinished_ids() for kind in SCRATCH_KINDS)
         for blob_id in list(self.blobs.blob_ids()):
             if blob_id not in live and not blob_id.startswith(keep):
