@@ -1,4 +1,5 @@
-"""`/openapi.json` describes every public route, and the live server keeps to it under schemathesis."""
+"""`/openapi.json` describes every public route, and the live server keeps to it under schemathesis; so it does
+to OpenAI's own document (compat_tests/openai_deviations.py), with the deviations listed there."""
 
 import subprocess
 import sys
@@ -8,11 +9,14 @@ import httpx2
 import pytest
 from starlette.routing import Route
 
+from compat_tests.conftest import SAMPLE_DATA
+from compat_tests.openai_deviations import write_document_with_deviations
 from compat_tests.server_process import ServerProcess
 from server.app import create_app
 from server.config import Settings
 
 SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
+OPENAI_CONFIG = Path(__file__).with_name("schemathesis-openai.toml")
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +56,33 @@ def test_document_lists_every_public_route_with_its_types(keyed_server, tmp_path
 
 def test_schemathesis_finds_no_server_error_and_no_response_off_the_document(keyed_server):
     """A fixed budget (schemathesis.toml): a deterministic set of cases per operation, every check on."""
-    run = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "--config-file", str(SCHEMATHESIS_CONFIG), "run",
-         keyed_server.base_url + "/openapi.json", "--no-color"],  # the keys are in schemathesis.toml
-        capture_output=True, text=True, timeout=600,
-    )
+    run = _schemathesis("--config-file", str(SCHEMATHESIS_CONFIG), "run",
+                        keyed_server.base_url + "/openapi.json")  # the keys are in schemathesis.toml
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
     assert "passed" in run.stdout and " failed" not in run.stdout
     server_log = keyed_server.log()
     assert "Traceback" not in server_log, server_log[-4000:]
+
+
+def _schemathesis(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "schemathesis.cli", *arguments, "--no-color"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_schemathesis_from_openai_document_finds_nothing_off_it_but_the_deviations_listed(keyed_server, tmp_path):
+    """OpenAI's document drives the cases and judges the answers (schema, status code, content type): a fixed
+    budget and seed (schemathesis-openai.toml), over a file, a job and an upload that exist."""
+    client = keyed_server.client("key-a")
+    training = client.files.create(file=SAMPLE_DATA / "sample_training_data.jsonl", purpose="fine-tune")
+    client.files.wait_for_processing(training.id, poll_interval=0.05, max_wait_seconds=30)
+    job = client.fine_tuning.jobs.create(model="gxft/tiny-chat", training_file=training.id)
+    upload = client.uploads.create(bytes=10, filename="x.jsonl", mime_type="text/jsonl", purpose="fine-tune")
+    dictionaries = {"files": training.id, "jobs": job.id, "uploads": upload.id, "models": "gxft/tiny-chat"}
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(OPENAI_CONFIG.read_text() + "".join(
+        f'\n[dictionaries.{name}]\nvalues = ["{value}"]\n' for name, value in dictionaries.items()))
+    run = _schemathesis("--config-file", str(config), "run", str(write_document_with_deviations(tmp_path)),
+                        "--url", keyed_server.base_url + "/v1")
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+    assert "Selected: 25/25" in run.stdout and " failed" not in run.stdout
+    assert "Traceback" not in keyed_server.log()

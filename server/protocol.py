@@ -116,12 +116,12 @@ class CreateUploadRequest(msgspec.Struct, forbid_unknown_fields=True):
     filename: str
     mime_type: str  # kept, not checked: a fine-tuning file's content is what is validated
     purpose: UploadPurpose
-    expires_after: FileExpiresAfter | None = None  # of the file the upload becomes
+    expires_after: FileExpiresAfter | msgspec.UnsetType = msgspec.UNSET  # of the file the upload becomes
 
 
 class CompleteUploadRequest(msgspec.Struct, forbid_unknown_fields=True):
     part_ids: list[str]
-    md5: str | None = None
+    md5: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class UploadPartForm(msgspec.Struct):

@@ -16,7 +16,13 @@ from contract.ids import new_id
 from contract.literals import UploadStatus
 from server.errors import APIError, invalid_request, not_found
 from server.files.store import FileStore, commit_blob, display_name
-from server.protocol import MAX_UPLOAD_BYTES, CompleteUploadRequest, CreateUploadRequest, FileUploadFields
+from server.protocol import (
+    MAX_UPLOAD_BYTES,
+    CompleteUploadRequest,
+    CreateUploadRequest,
+    FileExpiresAfter,
+    FileUploadFields,
+)
 from storage.blobs import COPY_CHUNK_BYTES, BlobWriter
 from storage.files import FileRecord
 from storage.uploads import PartRecord, UploadRecord, UploadRepository
@@ -40,7 +46,8 @@ class Uploads:
         record = UploadRecord(
             id=new_id("upload_"), project=project, filename=filename, purpose=body.purpose, bytes=body.bytes,
             mime_type=body.mime_type, created_at=now, expires_at=now + self.expiry_seconds,
-            file_expires_after=body.expires_after.seconds if body.expires_after else None, status="pending",
+            file_expires_after=body.expires_after.seconds if isinstance(body.expires_after, FileExpiresAfter) else None,
+            status="pending",
         )
         self.records.insert(record)
         return record
@@ -96,13 +103,14 @@ class Uploads:
             raise invalid_request(f"The parts listed hold {size} bytes, but upload {upload.id} was created for "
                                   f"{upload.bytes} bytes.", param="part_ids", code="upload_size_mismatch")
         self.files.refuse_upload(project, upload.filename, upload.purpose, size, param="filename")
+        expected_md5 = body.md5 if isinstance(body.md5, str) else None
         with self.files.new_upload() as writer:
             try:
-                md5 = await asyncio.to_thread(self._join, body.part_ids, writer, body.md5 is not None)
+                md5 = await asyncio.to_thread(self._join, body.part_ids, writer, expected_md5 is not None)
             except FileNotFoundError:  # a cancel took the parts away while they were being joined
                 raise self._ended(self.get(project, upload.id)) from None
-            if body.md5 is not None and md5 != body.md5.strip().lower():
-                raise invalid_request(f"The md5 of the parts listed is {md5}, not {body.md5[:100]!r}: the bytes "
+            if expected_md5 is not None and md5 != expected_md5.strip().lower():
+                raise invalid_request(f"The md5 of the parts listed is {md5}, not {expected_md5[:100]!r}: the bytes "
                                       "uploaded are not the ones expected. The parts are kept; upload the right "
                                       "ones and complete again.", param="md5", code="md5_mismatch")
             await commit_blob(writer)
