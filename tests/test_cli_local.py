@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gxft.cli import main
+
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "sample_data" / "sample_training_data.jsonl"
 VALID = ROOT / "sample_data" / "sample_validation_data.jsonl"
@@ -30,7 +32,7 @@ def _has_cuda() -> bool:
 @pytest.mark.parametrize("method", [
     "lora", "sft", pytest.param("qlora", marks=pytest.mark.skipif(not _has_cuda(), reason="QLoRA needs a CUDA GPU")),
 ])
-def test_create_config_train_evaluate(tmp_path, method):
+def test_create_config_train_evaluate(tmp_path, method, capsys):
     created = gxft("create-config", "demo", "--model", "gxft/tiny-chat", "--dataset", str(TRAIN), "--method", method,
                    cwd=tmp_path)
     assert created.returncode == 0, created.stderr
@@ -70,8 +72,10 @@ def test_create_config_train_evaluate(tmp_path, method):
     tolerance = 2e-2 if method == "qlora" else 1e-3
     assert abs(metrics["loss"] - float(rows[-1]["valid_loss"])) < tolerance
     assert 0 <= metrics["token_accuracy"] <= 1
-    table = gxft("evaluate", "demo_output", "--dataset", str(VALID), cwd=tmp_path)
-    assert table.returncode == 0 and "perplexity" in table.stdout and "token_accuracy" in table.stdout
+    with pytest.raises(SystemExit) as exited:  # the table, in this process: one more start would cost seconds
+        main(["evaluate", str(output), "--dataset", str(VALID)])
+    table = capsys.readouterr().out
+    assert exited.value.code == 0 and "perplexity" in table and "token_accuracy" in table
 
 
 def test_create_config_yaml(tmp_path):
@@ -115,7 +119,9 @@ def test_evaluate_refuses_a_folder_without_a_model(tmp_path):
     assert result.returncode == 2 and "nor a folder that holds one" in result.stderr
 
 
-def test_evaluate_reads_every_supervised_format(tmp_path):
+def test_evaluate_reads_every_supervised_format(tmp_path, capsys):
+    """In this process, through the command line's own entry point: the subprocess path is
+    test_create_config_train_evaluate's, and each start of one costs seconds of imports."""
     rows = {
         "alpaca": {"instruction": "Name a colour.", "input": "", "output": "Blue."},
         "prompt_completion": {"prompt": "The sky is", "completion": " blue."},
@@ -124,7 +130,9 @@ def test_evaluate_reads_every_supervised_format(tmp_path):
     for data_format, row in rows.items():
         dataset = tmp_path / f"{data_format}.jsonl"
         dataset.write_text((json.dumps(row) + "\n") * 3)
-        result = gxft("evaluate", "gxft/tiny-chat", "--dataset", str(dataset), "--json", cwd=tmp_path)  # a registry id
-        assert result.returncode == 0, result.stderr
-        metrics = json.loads(result.stdout)
+        with pytest.raises(SystemExit) as exited:
+            main(["evaluate", "gxft/tiny-chat", "--dataset", str(dataset), "--json"])  # a registry id
+        output = capsys.readouterr()
+        assert exited.value.code == 0, output.err
+        metrics = json.loads(output.out)
         assert metrics["format"] == data_format and metrics["examples"] == 3 and metrics["loss"] > 0
