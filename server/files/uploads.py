@@ -12,6 +12,8 @@ import asyncio
 import hashlib
 import time
 
+import msgspec
+
 from contract.ids import new_id
 from contract.literals import UploadStatus
 from server.errors import APIError, invalid_request, not_found
@@ -26,11 +28,6 @@ from server.protocol import (
 from storage.blobs import COPY_CHUNK_BYTES, BlobWriter
 from storage.files import FileRecord
 from storage.uploads import PartRecord, UploadRecord, UploadRepository
-
-
-def _too_large(upload: UploadRecord) -> APIError:
-    return invalid_request(f"Upload {upload.id} would hold more than {MAX_UPLOAD_BYTES} bytes of parts with this "
-                           "one; an upload holds at most 8 GiB.", param="data", code="upload_too_large")
 
 
 class Uploads:
@@ -57,10 +54,8 @@ class Uploads:
         record = self.records.get(project, upload_id)
         if record is None:
             raise not_found("upload", upload_id, param="upload_id")
-        if record.status == "pending" and record.expires_at <= time.time():
-            self._end(record, "expired")
-            record = self.records.get(project, upload_id)
-            assert record is not None
+        if record.status == "pending" and record.expires_at <= time.time() and self._end(record, "expired"):
+            return msgspec.structs.replace(record, status="expired")
         return record
 
     def open(self, project: str, upload_id: str) -> UploadRecord:
@@ -74,13 +69,11 @@ class Uploads:
         """The blob of a part about to stream in; its id becomes the part's id."""
         return self.files.blobs.writer(new_id("part_"))
 
-    def refuse_part(self, upload: UploadRecord, size: int) -> None:
-        if self.records.stored_bytes(upload.id) + size > MAX_UPLOAD_BYTES:
-            raise _too_large(upload)
-
     async def add_part(self, upload: UploadRecord, writer: BlobWriter) -> PartRecord:
         """A part received whole into `writer` is kept, unless its upload ended while it streamed in."""
-        self.refuse_part(upload, writer.size)
+        if self.records.stored_bytes(upload.id) + writer.size > MAX_UPLOAD_BYTES:
+            raise invalid_request(f"Upload {upload.id} would hold more than {MAX_UPLOAD_BYTES} bytes of parts with "
+                                  "this one; an upload holds at most 8 GiB.", param="data", code="upload_too_large")
         await commit_blob(writer)
         part = PartRecord(id=writer.blob_id, upload_id=upload.id, bytes=writer.size, created_at=int(time.time()))
         if not self.records.insert_part(part):
@@ -124,20 +117,13 @@ class Uploads:
             self.files.blobs.delete(writer.blob_id)
             raise self._ended(self.get(project, upload.id))
         self._delete_parts(part_ids)
-        completed = self.records.get(project, upload.id)
-        assert completed is not None
-        return completed, file
+        return msgspec.structs.replace(upload, status="completed", file_id=file.id), file
 
     def cancel(self, project: str, upload_id: str) -> UploadRecord:
         upload = self.open(project, upload_id)
         if not self._end(upload, "cancelled"):
             raise self._ended(self.get(project, upload.id))
-        cancelled = self.records.get(project, upload.id)
-        assert cancelled is not None
-        return cancelled
-
-    def completed_file(self, upload: UploadRecord) -> FileRecord | None:
-        return self.files.get(upload.project, upload.file_id) if upload.file_id else None
+        return msgspec.structs.replace(upload, status="cancelled")
 
     def sweep_expired(self) -> int:
         """Expire every pending upload past its `expires_at`, its parts deleted; answers how many."""
