@@ -53,7 +53,7 @@ def test_parts_sent_in_parallel_and_out_of_order_join_in_the_order_listed(server
     chunks = [os.urandom(MIB + i) for i in range(8)]
     content = b"".join(chunks)
     upload = client.uploads.create(bytes=len(content), filename="blob.bin", mime_type="application/octet-stream",
-                                   purpose="user_data")
+                                   purpose="user_data", expires_after={"anchor": "created_at", "seconds": 7200})
     assert upload.status == "pending" and upload.file is None
     with ThreadPoolExecutor(8) as pool:  # all at once, the last chunk first
         answers = list(pool.map(lambda data: add_part(server, upload.id, data), chunks[::-1]))
@@ -75,6 +75,7 @@ def test_parts_sent_in_parallel_and_out_of_order_join_in_the_order_listed(server
 
     done = client.uploads.complete(upload_id=upload.id, part_ids=part_ids, md5=hashlib.md5(content).hexdigest())
     assert done.status == "completed" and done.file is not None and done.file.status == "processed"
+    assert done.file.expires_at == done.file.created_at + 7200  # `expires_after` is the file's
     assert client.files.content(done.file.id).read() == content
     assert part_blobs(server, part_ids) == []
     for again in (lambda: client.uploads.complete(upload_id=upload.id, part_ids=part_ids),

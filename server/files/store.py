@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from contract.ids import new_id
-from contract.literals import FilePurpose
+from contract.literals import FilePurpose, UploadPurpose
 from server.errors import invalid_request, quota_exceeded
 from server.protocol import FileUploadFields
 from storage.blobs import BlobStore, BlobWriter
@@ -72,7 +72,8 @@ class FileStore:
         """An upload received whole into `writer` becomes a file, or is refused before anything is kept."""
         self.refuse_upload(project, filename, fields.purpose, writer.size)
         await commit_blob(writer)
-        return self.record_upload(project, writer.blob_id, writer.size, filename, fields)
+        return self.record_upload(project, writer.blob_id, writer.size, filename, fields.purpose,
+                                  fields.expires_after_seconds)
 
     def refuse_upload(self, project: str, filename: str, purpose: str, size: int, param: str = "file") -> None:
         """Raise the answer to an upload that cannot become a file: a fine-tuning file without its extension,
@@ -89,16 +90,15 @@ class FileStore:
                 f"{self.quota_bytes} bytes; delete files it no longer needs, then upload again."
             )
 
-    def record_upload(self, project: str, blob_id: str, size: int, filename: str,
-                      fields: FileUploadFields) -> FileRecord:
+    def record_upload(self, project: str, blob_id: str, size: int, filename: str, purpose: UploadPurpose,
+                      expires_after_seconds: int | None) -> FileRecord:
         """The record of an upload whose blob `blob_id` is committed."""
         created_at = int(time.time())
         record = FileRecord(
-            id=blob_id, project=project, filename=filename, purpose=fields.purpose, bytes=size,
-            created_at=created_at,
-            expires_at=created_at + fields.expires_after_seconds if fields.expires_after_seconds else None,
+            id=blob_id, project=project, filename=filename, purpose=purpose, bytes=size, created_at=created_at,
+            expires_at=created_at + expires_after_seconds if expires_after_seconds else None,
             # A fine-tuning file is validated in the background (server/files/validation.py).
-            status="uploaded" if fields.purpose == "fine-tune" else "processed",
+            status="uploaded" if purpose == "fine-tune" else "processed",
         )
         self.records.insert(record)
         return record

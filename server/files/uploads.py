@@ -18,13 +18,7 @@ from contract.ids import new_id
 from contract.literals import UploadStatus
 from server.errors import APIError, invalid_request, not_found
 from server.files.store import FileStore, commit_blob, display_name
-from server.protocol import (
-    MAX_UPLOAD_BYTES,
-    CompleteUploadRequest,
-    CreateUploadRequest,
-    FileExpiresAfter,
-    FileUploadFields,
-)
+from server.protocol import MAX_UPLOAD_BYTES, CompleteUploadRequest, CreateUploadRequest, FileExpiresAfter
 from storage.blobs import COPY_CHUNK_BYTES, BlobWriter
 from storage.files import FileRecord
 from storage.uploads import PartRecord, UploadRecord, UploadRepository
@@ -107,12 +101,10 @@ class Uploads:
                                       "uploaded are not the ones expected. The parts are kept; upload the right "
                                       "ones and complete again.", param="md5", code="md5_mismatch")
             await commit_blob(writer)
-        fields = FileUploadFields(purpose=upload.purpose, expires_after_anchor="created_at" if
-                                  upload.file_expires_after else None, expires_after_seconds=upload.file_expires_after)
         with self.records.db.transaction():
             part_ids = self.records.end(upload.id, "completed", file_id=writer.blob_id)
-            file = None if part_ids is None else self.files.record_upload(project, writer.blob_id, size,
-                                                                          upload.filename, fields)
+            file = None if part_ids is None else self.files.record_upload(
+                project, writer.blob_id, size, upload.filename, upload.purpose, upload.file_expires_after)
         if part_ids is None or file is None:  # ended (another completion, a cancel) while the parts were joined
             self.files.blobs.delete(writer.blob_id)
             raise self._ended(self.get(project, upload.id))
