@@ -376,50 +376,112 @@ def test_job_list_paginates_and_filters_by_metadata(start_server):
     assert all(j.status == "queued" for j in first.data)
 
 
-WANDB_STAND_IN = '''
+STAND_IN_RECORDER = '''
 import json, os
 
-class Run:
-    def log(self, metrics, step=None):
-        _write({"call": "log", "step": step, "metrics": metrics})
-
-    def finish(self):
-        _write({"call": "finish"})
-
-def init(**options):
-    _write({"call": "init", **{k: v for k, v in options.items() if k != "config"}, "config": options.get("config")})
-    return Run()
-
 def _write(record):
-    with open(os.environ["WANDB_CALLS"], "a") as handle:
+    with open(os.environ["TRACKER_CALLS"], "a") as handle:
         handle.write(json.dumps(record) + "\\n")
 '''
 
+WANDB_STAND_IN = STAND_IN_RECORDER + '''
+class Run:
+    def log(self, metrics, step=None):
+        _write({"call": "wandb.log", "step": step, "metrics": metrics})
 
-def test_wandb_integration_logs_every_step_when_installed(start_server, tmp_path):
-    # A stand-in for the third-party wandb package on the worker's path records what GXFT sends it.
-    package = tmp_path / "site" / "wandb"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(WANDB_STAND_IN)
-    calls = tmp_path / "wandb-calls.jsonl"
+    def finish(self):
+        _write({"call": "wandb.finish"})
+
+def login(key, relogin=False):
+    _write({"call": "wandb.login", "key": key})
+
+def init(**options):
+    _write({"call": "wandb.init", **{k: v for k, v in options.items() if k != "config"},
+            "config": options.get("config")})
+    return Run()
+'''
+
+MLFLOW_STAND_IN = STAND_IN_RECORDER + '''
+from types import SimpleNamespace
+
+class MlflowClient:
+    def __init__(self, tracking_uri):
+        _write({"call": "mlflow.client", "tracking_uri": tracking_uri,
+                "username": os.environ.get("MLFLOW_TRACKING_USERNAME"),
+                "password": os.environ.get("MLFLOW_TRACKING_PASSWORD")})
+
+    def get_experiment_by_name(self, name):
+        return None
+
+    def create_experiment(self, name):
+        _write({"call": "mlflow.create_experiment", "name": name})
+        return "7"
+
+    def create_run(self, experiment_id, run_name, tags):
+        _write({"call": "mlflow.create_run", "experiment_id": experiment_id, "run_name": run_name, "tags": tags})
+        return SimpleNamespace(info=SimpleNamespace(run_id="run-1"))
+
+    def log_param(self, run_id, key, value):
+        pass
+
+    def log_metric(self, run_id, key, value, step):
+        _write({"call": "mlflow.log_metric", "key": key, "step": step,
+                "password": os.environ.get("MLFLOW_TRACKING_PASSWORD")})
+
+    def set_terminated(self, run_id):
+        _write({"call": "mlflow.set_terminated", "run_id": run_id})
+'''
+
+
+def test_wandb_and_mlflow_integrations_log_every_step_when_installed(start_server, tmp_path):
+    # Stand-ins for the third-party wandb and mlflow packages on the worker's path record what GXFT sends.
+    site = tmp_path / "site"
+    (site / "wandb").mkdir(parents=True)
+    (site / "wandb" / "__init__.py").write_text(WANDB_STAND_IN)
+    (site / "mlflow" / "tracking").mkdir(parents=True)
+    (site / "mlflow" / "__init__.py").write_text("")
+    (site / "mlflow" / "tracking" / "__init__.py").write_text(MLFLOW_STAND_IN)
+    calls = tmp_path / "tracker-calls.jsonl"
     server = start_server(worker=True, env={
-        "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
-        "WANDB_CALLS": str(calls),
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "TRACKER_CALLS": str(calls),
     })
     client = server.client()
     train = processed(client, (SAMPLE_DATA / "sample_training_data.jsonl").read_bytes())
-    job = client.fine_tuning.jobs.create(
+    # OpenAI's SDK types know wandb integrations only, so its strict mode refuses a job that has an mlflow one,
+    # as Nebius's jobs may: the answers are read as JSON.
+    created = client.fine_tuning.jobs.with_raw_response.create(
         model=TINY, training_file=train.id, hyperparameters={"n_epochs": 1},
-        integrations=[{"type": "wandb", "wandb": {"project": "gxft-tests", "tags": ["compat"]}}],
-    )
-    assert job.integrations[0].wandb.project == "gxft-tests"
-    assert wait_done(client, job.id).status == "succeeded"
+        integrations=[
+            {"type": "wandb", "wandb": {"project": "gxft-tests", "tags": ["compat"], "api_key": "wandb-secret"}},
+            {"type": "mlflow", "mlflow": {"tracking_uri": "http://mlflow.example:5000", "experiment_name": "exp",
+                                          "tags": {"team": "a"}, "username": "u", "password": "mlflow-secret"}},
+        ],
+    ).http_response
+    job_id = created.json()["id"]
+    answered = client.fine_tuning.jobs.with_raw_response.retrieve(job_id).http_response.text
+    assert "secret" not in created.text + answered and '"tracking_uri":"http://mlflow.example:5000"' in answered
+    assert created.json()["integrations"][0] == {"type": "wandb", "wandb": {"project": "gxft-tests", "name": None,
+                                                 "entity": None, "tags": ["compat"]}}
+    lenient = openai.OpenAI(base_url=server.base_url + "/v1", api_key="sk-test", max_retries=0)
+    assert wait_done(lenient, job_id).status == "succeeded"
     records = [json.loads(line) for line in calls.read_text().splitlines()]
-    assert records[0]["call"] == "init" and records[0]["project"] == "gxft-tests"
-    assert records[0]["name"] == job.id and records[0]["tags"] == ["compat"]
-    assert records[0]["config"]["n_epochs"] == 1
-    assert [r["step"] for r in records if r["call"] == "log"] == list(range(1, 11))
-    assert records[-1]["call"] == "finish"
+    wandb_calls = [r for r in records if r["call"].startswith("wandb.")]
+    assert wandb_calls[0] == {"call": "wandb.login", "key": "wandb-secret"}
+    init = wandb_calls[1]
+    assert init["call"] == "wandb.init" and init["project"] == "gxft-tests"
+    assert init["name"] == job_id and init["tags"] == ["compat"] and init["config"]["n_epochs"] == 1
+    assert [r["step"] for r in wandb_calls if r["call"] == "wandb.log"] == list(range(1, 11))
+    assert wandb_calls[-1]["call"] == "wandb.finish"
+
+    mlflow_calls = [r for r in records if r["call"].startswith("mlflow.")]
+    assert mlflow_calls[0] == {"call": "mlflow.client", "tracking_uri": "http://mlflow.example:5000",
+                               "username": "u", "password": "mlflow-secret"}
+    assert mlflow_calls[2]["run_name"] == job_id and mlflow_calls[2]["tags"] == {"team": "a", "gxft.job_id": job_id}
+    losses = [r for r in mlflow_calls if r["call"] == "mlflow.log_metric" and r["key"] == "train_loss"]
+    assert [r["step"] for r in losses] == list(range(1, 11))
+    assert all(r["password"] == "mlflow-secret" for r in losses)  # set around each call, gone between them
+    assert mlflow_calls[-1] == {"call": "mlflow.set_terminated", "run_id": "run-1"}
 
 
 def test_wandb_integration_without_the_package_warns_and_trains(client, sample_files):

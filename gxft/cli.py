@@ -23,7 +23,8 @@ def serve(args: argparse.Namespace) -> int:
 
     os.umask(0o077)  # the data dir, its database, blobs and token: the owner's alone, from their creation
     try:
-        settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile)
+        settings = load_settings(data_dir=args.data_dir, host=args.host, port=args.port, profile=args.profile,
+                                 dialect=args.dialect)
         registry = BaseModelRegistry.load(settings.models_file, settings.profile, settings.models_dir)
     except (RegistryError, SettingsError) as exc:
         print(f"gxft serve: {exc}", file=sys.stderr)
@@ -237,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--profile", help="model names to answer to: 'emulator' adds OpenAI's and Nebius's fine-tunable models, "
         "played by SmolLM2 where it is installed, else gxft/tiny-chat (default $GXFT_PROFILE or 'default')",
+    )
+    serve_parser.add_argument(
+        "--dialect", choices=("openai", "nebius"), help="where OpenAI's and Nebius's APIs differ (checkpoints kept "
+        "and their order, result file names, learning_rate_multiplier), follow this one (default $GXFT_DIALECT or "
+        "'openai')",
     )
     serve_parser.add_argument("--log-level", default="info")
     serve_parser.set_defaults(run=serve)

@@ -71,7 +71,7 @@ def files_get(args, client) -> int:
 
 def files_download(args, client) -> int:
     file = client.files.retrieve(args.id)
-    target = Path(args.output or file.filename)
+    target = Path(args.output or Path(file.filename).name)
     with client.files.with_streaming_response.content(args.id) as response, open(target, "wb") as out, \
             progress(file.bytes, f"Downloading {file.filename}", unit="B", unit_scale=True) as bar:
         for chunk in response.iter_bytes():
@@ -152,8 +152,15 @@ def jobs_action(args, client) -> int:
     return 0
 
 
+def latest_events(client, job_id: str, limit: int) -> list:
+    """The job's latest `limit` events, oldest first. `order=desc` asks a GXFT server of either dialect for the
+    latest; OpenAI lists them so anyway, and Nebius, which lists oldest first, ignores it."""
+    page = client.fine_tuning.jobs.list_events(job_id, limit=limit, extra_query={"order": "desc"}).data
+    return sorted(reversed(page), key=lambda event: event.created_at)
+
+
 def jobs_events(args, client) -> int:
-    events = list(reversed(client.fine_tuning.jobs.list_events(args.id, limit=args.limit).data))
+    events = latest_events(client, args.id, args.limit)
     if args.json:
         print_json(events)
     else:
@@ -185,7 +192,7 @@ def watch(client, job_id: str) -> int:
             if extra.get("total_steps"):
                 bar.total = extra["total_steps"]
             bar.n = extra.get("trained_steps") or 0
-            for event in reversed(client.fine_tuning.jobs.list_events(job_id, limit=20).data):
+            for event in latest_events(client, job_id, 20):
                 if event.id in seen:
                     continue
                 seen.add(event.id)
@@ -220,7 +227,7 @@ def jobs_download(args, client) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     for file_id in (checkpoint.model_extra or {}).get("result_files", []):
         file = client.files.retrieve(file_id)
-        files_download(argparse.Namespace(id=file_id, output=str(folder / file.filename)), client)
+        files_download(argparse.Namespace(id=file_id, output=str(folder / Path(file.filename).name)), client)
     return 0
 
 

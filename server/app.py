@@ -17,10 +17,13 @@ from server.auth import AuthMiddleware
 from server.base_models import BaseModelRegistry
 from server.checkpoint_permissions import CheckpointPermissions
 from server.config import DEFAULT_PROJECT, Settings
+from server.custom_models import CustomModels
 from server.endpoints import (
     checkpoint_permissions,
     completions,
+    custom_models,
     dashboard,
+    datasets,
     files,
     fine_tuning,
     internal,
@@ -47,6 +50,7 @@ from server.wire_cache import WireCache
 from server.worker_roster import WorkerRoster
 from storage.blobs import BlobStore
 from storage.checkpoint_permissions import PermissionRepository
+from storage.custom_models import CustomModelRepository
 from storage.database import Database
 from storage.files import FileRepository
 from storage.jobs import JobRepository
@@ -82,7 +86,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
         blobs = BlobStore(settings.blobs_dir)
         jobs = JobRepository(db)
         file_store = FileStore(FileRepository(db), blobs, settings.quota_file_bytes)
-        results = JobResults(jobs, file_store, blobs)
+        results = JobResults(jobs, file_store, blobs, settings.dialect)
         upload_store = Uploads(UploadRepository(db), file_store, settings.upload_expiry_seconds)
         upload_store.sweep_expired()
         results.sweep(upload_parts=upload_store.part_ids())
@@ -95,12 +99,14 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
         transitions = JobTransitions(settings, jobs, file_store, models, queue, results,
                                      WebhookOutbox(webhook_records))
         webhook_sender = WebhookSender(webhook_records, settings.webhook_retry_seconds)
+        custom_records = CustomModelRepository(db)
         engine = InferenceEngine(adapter_slots=settings.adapter_slots, full_model_slots=settings.full_model_slots)
         app.state.services = Services(
             settings=settings, files=file_store, uploads=upload_store, file_validator=validator, jobs=jobs,
             registry=models,
             admission=JobAdmission(settings, jobs, file_store, models, workers, queue), transitions=transitions,
-            results=results, catalog=ModelCatalog(models, jobs, file_store, results, workers), engine=engine,
+            results=results, catalog=ModelCatalog(models, jobs, file_store, results, workers, custom_records),
+            custom_models=CustomModels(custom_records, jobs, file_store, models), engine=engine,
             workers=workers, wire_cache=WireCache(jobs), webhooks=WebhookSubscriptions(webhook_records),
             webhook_sender=webhook_sender,
             checkpoint_permissions=CheckpointPermissions(
@@ -129,7 +135,8 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
     return Starlette(
         # Starlette tries routes in order: the ones clients poll (job retrieve and events) come first.
         routes=[*fine_tuning.routes, *files.routes, *uploads.routes, *internal.routes, *completions.routes,
-                *models.routes, *webhooks.routes, *checkpoint_permissions.routes, Route("/healthz", healthz),
+                *models.routes, *webhooks.routes, *checkpoint_permissions.routes,
+                *custom_models.routes, *datasets.routes, Route("/healthz", healthz),
                 Route("/openapi.json", openapi_json), *dashboard.routes],
         middleware=[
             Middleware(RequestIdMiddleware),

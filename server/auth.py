@@ -1,8 +1,8 @@
 """Bearer-key authentication: which project a request acts for.
 
-Public `/v1` routes take API keys; `/internal` routes take a registered worker's key (and, to register,
-the worker token), so a public key never reaches the worker API and a worker's credentials never reach
-user data through `/v1`.
+Public `/v1` (and Nebius's `/v0`) routes take API keys; `/internal` routes take a registered worker's key
+(and, to register, the worker token), so a public key never reaches the worker API and a worker's
+credentials never reach user data through `/v1`.
 
 With no API keys configured the server is open to whoever reaches it, so it answers only requests
 that name it by a loopback name or one of the configured public names (`GXFT_PUBLIC_HOSTS`): a web
@@ -123,7 +123,7 @@ class AuthMiddleware:
                 scope.setdefault("state", {})["worker"] = self.worker_for(scope, token)
             elif not self.api_keys:
                 self.check_host(scope)
-            if path.startswith("/v1/"):
+            if path.startswith(("/v1/", "/v0/")):
                 admin = self.is_admin(token)
                 self.check_admin_scope(path, token, admin)
                 if not admin:

@@ -12,6 +12,7 @@
 | GXFT_MODELS_FILE | a TOML registry of base models, added to sample_data/models/registry.toml | unset |
 | GXFT_LEASE_SECONDS | how long a silent worker keeps its job | 60 |
 | GXFT_PROFILE | `emulator`: OpenAI's and Nebius's model names answer (played by SmolLM2 or tiny-chat) | default |
+| GXFT_DIALECT | `nebius`: behave as Nebius where it and OpenAI differ (docs/api-differences.md) | openai |
 | GXFT_ADAPTER_SLOTS | LoRA adapters kept loaded for serving | 8 |
 | GXFT_FULL_MODEL_SLOTS | fully fine-tuned models kept loaded for serving | 2 |
 | GXFT_HEAD_TIMEOUT_SECONDS | how long a request's line and headers may take to arrive | 10 |
@@ -30,7 +31,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
 
 import msgspec
 
@@ -38,6 +39,10 @@ from contract.job_queue import QUEUE_FILENAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PROJECT = "personal"
+# Where OpenAI's and Nebius's fine-tuning APIs answer the same request differently (the order of lists,
+# the names of result files, what `learning_rate_multiplier` means), a server follows one of them.
+Dialect = Literal["openai", "nebius"]
+DIALECTS: tuple[Dialect, ...] = get_args(Dialect)
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -53,6 +58,7 @@ class Settings(msgspec.Struct, kw_only=True):
     models_file: Path | None = msgspec.field(default_factory=lambda: models_file_path())  # the user's registry
     lease_seconds: float = 60.0
     profile: str = "default"
+    dialect: Dialect = "openai"
     adapter_slots: int = 8
     full_model_slots: int = 2
     head_timeout_seconds: float = 10.0
@@ -157,10 +163,19 @@ def models_file_path() -> Path | None:
     return Path(models_file).resolve() if models_file else None
 
 
+def _dialect(value: str) -> Dialect:
+    for dialect in DIALECTS:
+        if value == dialect:
+            return dialect
+    raise SettingsError(f"The dialect must be one of {', '.join(DIALECTS)}, not {value!r}.")
+
+
 def load_settings(
-    data_dir: str | None = None, host: str | None = None, port: int | None = None, profile: str | None = None
+    data_dir: str | None = None, host: str | None = None, port: int | None = None, profile: str | None = None,
+    dialect: str | None = None,
 ) -> Settings:
     env = os.environ
+    chosen_dialect = _dialect(dialect or env.get("GXFT_DIALECT") or "openai")
     root = data_dir_path(data_dir)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings = Settings(
@@ -173,6 +188,7 @@ def load_settings(
         redis_url=env.get("GXFT_REDIS_URL") or None,
         lease_seconds=_env_number("GXFT_LEASE_SECONDS", 60.0, 1.0),
         profile=profile or env.get("GXFT_PROFILE") or "default",
+        dialect=chosen_dialect,
         adapter_slots=_env_number("GXFT_ADAPTER_SLOTS", 8, 1),
         full_model_slots=_env_number("GXFT_FULL_MODEL_SLOTS", 2, 1),
         head_timeout_seconds=_env_number("GXFT_HEAD_TIMEOUT_SECONDS", 10.0, 0.1),

@@ -5,6 +5,10 @@ either at the top level or under `method.<type>.hyperparameters`, plus `beta` fo
 its own names (`learning_rate`, `lora`, `lora_r`, `packing`, …); GXFT adds `quantization: "nf4"`
 (QLoRA). All land in one dict of requested values, kept as sent ("auto" included) until training
 starts, when `resolve` turns it into `TrainingSettings` and the job shows the resolved numbers.
+
+On a server of the Nebius dialect, a job is read as Nebius's server reads it: its defaults are Nebius's
+(3 epochs, batch 8, learning rate 1e-5), and `learning_rate_multiplier` is the learning rate itself,
+as Nebius's own sample sends it (`"learning_rate_multiplier": 2e-5`, and that run learns).
 """
 
 import math
@@ -14,6 +18,7 @@ import msgspec
 
 from contract.literals import METHODS, Method
 from contract.training_settings import TrainingSettings
+from server.config import Dialect
 from server.errors import invalid_request
 
 
@@ -87,6 +92,9 @@ OPENAI_KEYS: dict[Method, tuple[str, ...]] = {
     "dpo": ("batch_size", "learning_rate_multiplier", "n_epochs", "beta"),
 }
 METHOD_ONLY_KEYS = {"beta": "dpo"}
+# Nebius's documented defaults for what OpenAI leaves "auto". Its others (full fine-tuning, lora_alpha 8)
+# GXFT does not take: a LoRA adapter is what `/v0/models` deploys and what a small GPU trains.
+NEBIUS_DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate": 1e-5}
 DEFAULT_BETA = 0.1
 # DPO refines a model that already answers well; the field's DPO rates are about a tenth of SFT's.
 DPO_LEARNING_RATE_FACTOR = 0.1
@@ -128,7 +136,8 @@ def _method_hyperparameters(method: dict[str, Any]) -> tuple[Method, dict[str, A
 
 
 def parse_requested(
-    hyperparameters: dict[str, Any] | None, method: dict[str, Any] | None, max_context_length: int
+    hyperparameters: dict[str, Any] | None, method: dict[str, Any] | None, max_context_length: int,
+    dialect: Dialect = "openai",
 ) -> tuple[Method, dict[str, Any]]:
     """Check the request's hyperparameters; return the method type and the values as requested."""
     method_type: Method = "supervised"
@@ -146,6 +155,8 @@ def parse_requested(
             )
         if from_method:
             values, prefix = dict(from_method), f"method.{method_type}.hyperparameters"
+    if dialect == "nebius":
+        values = _as_nebius_reads(values, prefix)
     for name, value in values.items():
         bound = BOUNDS.get(name)
         if bound is None:
@@ -175,9 +186,34 @@ def parse_requested(
             'quantization "nf4" (QLoRA) trains a LoRA adapter on the 4-bit base, so it cannot go with "lora": false.',
             param=f"{prefix}.quantization",
         )
+    if dialect == "nebius":
+        values = {**NEBIUS_DEFAULTS, **values}
     for name in OPENAI_KEYS[method_type]:
-        values.setdefault(name, "auto")
+        if not (name == "learning_rate_multiplier" and "learning_rate" in values):
+            values.setdefault(name, "auto")
     return method_type, values
+
+
+def _as_nebius_reads(values: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Nebius's `learning_rate_multiplier` is an absolute learning rate; "auto" is Nebius's default."""
+    values = dict(values)
+    if "learning_rate_multiplier" not in values:
+        return values
+    if "learning_rate" in values:
+        raise invalid_request(
+            "Give either learning_rate or learning_rate_multiplier, not both; on this server (Nebius's dialect) "
+            "both name the learning rate.", param=f"{prefix}.learning_rate",
+        )
+    rate = values.pop("learning_rate_multiplier")
+    if rate != "auto":
+        if not BOUNDS["learning_rate"].accepts(rate):
+            raise invalid_request(
+                f"Invalid value for hyperparameter 'learning_rate_multiplier': {rate!r}. On this server (Nebius's "
+                f"dialect) it is the learning rate itself, so it must be {BOUNDS['learning_rate'].describe()}.",
+                param=f"{prefix}.learning_rate_multiplier",
+            )
+        values["learning_rate"] = rate
+    return values
 
 
 def hyperparameters_param(method_type: str, top_level: bool) -> str:

@@ -1,10 +1,12 @@
 """Every model a project can call: the registry's base models (and their aliases), the
-checkpoints of its succeeded fine-tuning jobs, each checkpoint name being a model id, and the
-checkpoints other projects' have been shared with it.
+checkpoints of its succeeded fine-tuning jobs, each checkpoint name being a model id, the
+checkpoints other projects' have been shared with it, and its custom models (Nebius's `/v0/models`),
+other names of its checkpoints.
 
 A fine-tuned model is its base model plus the files of its checkpoint: a LoRA adapter, or full weights.
 """
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,9 +16,10 @@ from contract.literals import WeightsKind
 from server.base_models import BaseModel, BaseModelRegistry
 from server.errors import APIError, model_not_found
 from server.files.store import FileStore
-from server.jobs.results import JobResults
+from server.jobs.results import JobResults, local_name
 from server.protocol import FineTuningSupport, Model
 from server.worker_roster import WorkerRoster
+from storage.custom_models import CustomModelRecord, CustomModelRepository
 from storage.jobs import CheckpointRecord, JobRecord, JobRepository
 
 SYSTEM_OWNER = "system"
@@ -65,12 +68,13 @@ class WeightsFolder:
 
 class ModelCatalog:
     def __init__(self, registry: BaseModelRegistry, jobs: JobRepository, files: FileStore, results: JobResults,
-                 workers: WorkerRoster):
+                 workers: WorkerRoster, custom_models: CustomModelRepository):
         self.registry = registry
         self.jobs = jobs
         self.files = files
         self.results = results
         self.workers = workers
+        self.custom_models = custom_models
 
     def list(self, project: str) -> list[Model]:
         models = [self.wire(self._base(name)) for name in self.registry.names()]
@@ -78,6 +82,10 @@ class ModelCatalog:
             job = self.jobs.get(checkpoint.job_id)
             assert job is not None
             models.append(self._wire_checkpoint(checkpoint, job))
+        for custom in self.custom_models.list(project):
+            served = self._custom(custom)
+            if served is not None:
+                models.append(self.wire(served))
         return models
 
     def wire(self, served: ServedModel) -> Model:
@@ -105,9 +113,21 @@ class ModelCatalog:
         if self.registry.get(name) is not None:
             return self._base(name)
         checkpoint = self.jobs.model_checkpoint(project, name, shared=True)
-        if checkpoint is None:
+        if checkpoint is not None:
+            return self._fine_tuned(checkpoint)
+        custom = self.custom_models.get(project, name)
+        served = self._custom(custom) if custom is not None and custom.name == name else None
+        if served is None:
             raise model_not_found(name, [model.id for model in self.list(project)])
-        return self._fine_tuned(checkpoint)
+        return served
+
+    def _custom(self, custom: CustomModelRecord) -> ServedModel | None:
+        """A custom model, served as its checkpoint under its own name; None once the checkpoint is deleted."""
+        checkpoint = self.jobs.live_checkpoint(custom.checkpoint_id)
+        if checkpoint is None:
+            return None
+        return dataclasses.replace(self._fine_tuned(checkpoint), name=custom.name,
+                                   parent=checkpoint.fine_tuned_model_checkpoint)
 
     def get_own(self, project: str, name: str) -> ServedModel:
         """As `get`, but a shared checkpoint is refused: only its own project deletes or exports it."""
@@ -118,8 +138,9 @@ class ModelCatalog:
                            param="model", code="model_shared")
         return served
 
-    def delete(self, project: str, name: str) -> str:
-        """Delete a fine-tuned model; answer its checkpoint id, so that the server can unload it."""
+    def delete(self, project: str, name: str) -> str | None:
+        """Delete a fine-tuned model; answer its checkpoint id, so that the server can unload it (None for a
+        custom model, whose checkpoint stays)."""
         if self.registry.get(name) is not None:
             raise APIError(
                 403,
@@ -131,7 +152,9 @@ class ModelCatalog:
             )
         self.get_own(project, name)
         checkpoint = self.jobs.model_checkpoint(project, name)
-        assert checkpoint is not None
+        if checkpoint is None:  # get_own found it, so it is a custom model
+            self.custom_models.delete(name)
+            return None
         self.results.delete_checkpoint(checkpoint)
         return checkpoint.id
 
@@ -156,7 +179,7 @@ class ModelCatalog:
         for file_id in checkpoint.result_files:
             record = self.files.get_live(file_id)
             if record is not None:
-                files[record.filename] = self.files.content_path(file_id)
+                files[local_name(record.filename)] = self.files.content_path(file_id)
         weights = FineTunedWeights(
             checkpoint_id=checkpoint.id, kind=checkpoint.weights, files=files, file_ids=tuple(checkpoint.result_files),
         )

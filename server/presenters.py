@@ -4,6 +4,7 @@
 import msgspec
 
 from server.protocol import (
+    WRITE_ONLY_INTEGRATION_FIELDS,
     FileObject,
     FineTuningJob,
     FineTuningJobCheckpoint,
@@ -63,14 +64,21 @@ def job_object(job: JobRecord) -> FineTuningJob:
         validation_file=job.validation_file,
         estimated_finish=job.estimated_finish,
         # (Most jobs have none: the conversion is skipped on the polling path.)
-        integrations=msgspec.convert(job.integrations, list[Integration]) if job.integrations else [],
+        integrations=[answered_integration(entry) for entry in job.integrations],
         metadata=job.metadata,
+        tags=job.tags,
         method={"type": job.method_type, job.method_type: {"hyperparameters": hyperparameters}},
         user_provided_suffix=job.suffix,
         trained_steps=job.trained_steps,
         total_steps=job.total_steps,
-        from_checkpoint={"type": "ft"} if job.parent_checkpoint else None,
+        from_checkpoint=job.from_checkpoint or ({"type": "ft"} if job.parent_checkpoint else None),
     )
+
+
+def answered_integration(entry: dict) -> Integration:
+    """A stored integration without its write-only fields (keys, passwords, tokens)."""
+    options = {key: value for key, value in entry[entry["type"]].items() if key not in WRITE_ONLY_INTEGRATION_FIELDS}
+    return msgspec.convert({**entry, entry["type"]: options}, Integration)
 
 
 def event_object(event: EventRecord) -> FineTuningJobEvent:

@@ -64,11 +64,16 @@ class JobListQuery(msgspec.Struct, kw_only=True):
 class EventListQuery(msgspec.Struct, kw_only=True):
     after: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 20
+    # GXFT's own: unset, the order of the server's dialect (OpenAI's newest first, Nebius's oldest first).
+    order: Literal["asc", "desc"] | None = None
 
 
 class CheckpointListQuery(msgspec.Struct, kw_only=True):
     after: str | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    # Unset: OpenAI's 10, or on a server of Nebius's dialect 100, every epoch's checkpoint (n_epochs ≤ 50), so
+    # that the last of the first page is the last checkpoint, as Nebius's sample takes it.
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    order: Literal["asc", "desc"] | None = None  # as EventListQuery's
 
 
 class CheckpointPermissionListQuery(msgspec.Struct, kw_only=True):
@@ -160,11 +165,45 @@ class WandbIntegration(msgspec.Struct, forbid_unknown_fields=True):
     name: str | None = None
     entity: str | None = None
     tags: list[str] = []
+    # Nebius's; write-only (UNSET in answers, so never encoded): kept for the worker, never answered.
+    api_key: str | msgspec.UnsetType = msgspec.UNSET
 
 
-class Integration(msgspec.Struct, forbid_unknown_fields=True):
-    type: Literal["wandb"]
+class MlflowIntegration(msgspec.Struct, forbid_unknown_fields=True):
+    """Nebius's. The credentials are write-only: kept for the worker, never answered."""
+
+    tracking_uri: str
+    experiment_name: str
+    run_name: str | None = None
+    tags: dict[str, str] = {}
+    username: str | msgspec.UnsetType = msgspec.UNSET
+    password: str | msgspec.UnsetType = msgspec.UNSET
+    certificate_file: str | None = None  # a CA bundle's path on the worker's machine
+    certificate_file_id: str | None = None
+
+
+class HfIntegration(msgspec.Struct, forbid_unknown_fields=True):
+    """Nebius's export of the result to a Hugging Face repository; refused, as GXFT never reaches the hub."""
+
+    output_repo_name: str
+    api_token: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class WandbEntry(msgspec.Struct, tag_field="type", tag="wandb", forbid_unknown_fields=True):
     wandb: WandbIntegration
+
+
+class MlflowEntry(msgspec.Struct, tag_field="type", tag="mlflow", forbid_unknown_fields=True):
+    mlflow: MlflowIntegration
+
+
+class HfEntry(msgspec.Struct, tag_field="type", tag="hf", forbid_unknown_fields=True):
+    hf: HfIntegration
+
+
+Integration = WandbEntry | MlflowEntry | HfEntry
+# Integration fields a job takes but never answers.
+WRITE_ONLY_INTEGRATION_FIELDS = frozenset({"api_key", "username", "password", "api_token"})
 
 
 class CreateFineTuningJobRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -180,6 +219,7 @@ class CreateFineTuningJobRequest(msgspec.Struct, forbid_unknown_fields=True):
     seed: int | None = None
     metadata: dict[str, str] | None = None
     integrations: list[Integration] | None = None
+    tags: list[str] | None = None  # Nebius's
     # Nebius's: {"type": "ft"} continues from the fine-tuned model or checkpoint named in `model`.
     from_checkpoint: dict[str, Any] | None = None
 
@@ -203,6 +243,7 @@ class FineTuningJob(msgspec.Struct, kw_only=True):
     estimated_finish: int | None = None
     integrations: list[Integration] = []
     metadata: dict[str, str] | None = None
+    tags: list[str] = []  # Nebius's
     method: dict[str, Any]
     user_provided_suffix: str | None = None
     # Nebius's progress fields.
@@ -274,3 +315,37 @@ class ModelExport(msgspec.Struct, kw_only=True):
     model: str
     format: Literal["adapter", "merged"]
     files: list[FileObject]
+
+
+# Nebius's custom models (`/v0/models`): a fine-tuned LoRA adapter deployed under a name of its own.
+
+CustomModelStatus = Literal["validating", "active", "error", "deleted"]
+
+
+class CreateCustomModelRequest(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    base_model: str
+    # `ftjob-…:ftckpt_…`, a fine-tuned model's name (`ft:…`), the id of a checkpoint's result file, or a
+    # Hugging Face URL (refused: GXFT never downloads).
+    source: str
+    description: str | None = None
+
+
+class CustomModel(msgspec.Struct, kw_only=True):
+    type: Literal["text2text"] = "text2text"
+    name: str
+    base_model: str
+    source: str
+    description: str | None
+    created_at: int
+    # GXFT checks a source while it answers, so a model is `active` from its creation, or `error` once its
+    # checkpoint is deleted (then `status_reason` says so), or `deleted`.
+    status: CustomModelStatus
+    status_reason: str | None = None
+    checkpoint_id: str
+    job_id: str
+    file_id: str | None = None
+    url: str | None = None
+    tags: list[str] = msgspec.field(default_factory=lambda: ["lora"])
+    use_cases: list[str] = msgspec.field(default_factory=lambda: ["lora"])
+    context_window_k: int

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from server.base_models import BaseModelRegistry
 from server.checkpoint_permissions import CheckpointPermissions
 from server.config import Settings
+from server.custom_models import CustomModels
 from server.files.store import FileStore
 from server.files.uploads import Uploads
 from server.files.validation import FileValidator
@@ -34,6 +35,7 @@ class Services:
     transitions: JobTransitions
     results: JobResults
     catalog: ModelCatalog
+    custom_models: CustomModels
     engine: InferenceEngine
     workers: WorkerRoster
     wire_cache: WireCache

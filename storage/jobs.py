@@ -31,6 +31,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
     resolved: dict[str, Any] | None = None
     metadata: dict[str, str] | None
     integrations: list[Any]
+    tags: list[str] = []
+    from_checkpoint: dict[str, Any] | None = None  # Nebius's hf source; a continued job has parent_checkpoint
     fine_tuned_model: str | None = None
     trained_tokens: int | None = None
     trained_steps: int = 0
@@ -64,8 +66,8 @@ class CheckpointRecord(msgspec.Struct, kw_only=True):
     state_blob: str | None = None
 
 
-JOBS = Table("jobs", JobRecord, frozenset({"hyperparameters", "resolved", "metadata", "integrations", "error",
-                                           "result_files"}))
+JOBS = Table("jobs", JobRecord, frozenset({"hyperparameters", "resolved", "metadata", "integrations", "tags",
+                                           "from_checkpoint", "error", "result_files"}))
 EVENTS = Table("job_events", EventRecord, frozenset({"data"}))
 CHECKPOINTS = Table("checkpoints", CheckpointRecord, frozenset({"metrics", "result_files"}))
 UNENDED = f"status NOT IN ({placeholders(len(TERMINAL_STATUSES))})"  # its values: TERMINAL_STATUSES
@@ -175,9 +177,12 @@ class JobRepository:
         row = self.db.one("SELECT seq FROM job_events WHERE id = ? AND job_id = ?", (event_id, job_id))
         return row["seq"] if row else None
 
-    def events_page(self, job_id: str, after_seq: int | None, limit: int) -> tuple[list[str], bool]:
-        """The ids of the page's events, newest first (events never change, so an id names its content)."""
-        rows, has_more = EVENTS.key_page(self.db, "id", "job_id = ?", [job_id], after_seq, limit)
+    def events_page(self, job_id: str, after_seq: int | None, limit: int,
+                    oldest_first: bool = False) -> tuple[list[str], bool]:
+        """The ids of the page's events, newest first unless `oldest_first` (events never change, so an id
+        names its content)."""
+        rows, has_more = EVENTS.key_page(self.db, "id", "job_id = ?", [job_id], after_seq, limit,
+                                         descending=not oldest_first)
         return [row[0] for row in rows], has_more
 
     def events(self, event_ids: list[str]) -> list[EventRecord]:
@@ -195,8 +200,10 @@ class JobRepository:
         row = self.db.one("SELECT seq FROM checkpoints WHERE id = ? AND job_id = ?", (checkpoint_id, job_id))
         return row["seq"] if row else None
 
-    def checkpoints_page(self, job_id: str, after_seq: int | None, limit: int) -> tuple[list[CheckpointRecord], bool]:
-        return CHECKPOINTS.page(self.db, "job_id = ? AND deleted = 0", [job_id], after_seq, limit)
+    def checkpoints_page(self, job_id: str, after_seq: int | None, limit: int,
+                         oldest_first: bool = False) -> tuple[list[CheckpointRecord], bool]:
+        return CHECKPOINTS.page(self.db, "job_id = ? AND deleted = 0", [job_id], after_seq, limit,
+                                descending=not oldest_first)
 
     def live_checkpoints(self, job_id: str) -> list[CheckpointRecord]:
         """Newest first."""
@@ -204,6 +211,11 @@ class JobRepository:
 
     def live_checkpoint(self, checkpoint_id: str) -> CheckpointRecord | None:
         return CHECKPOINTS.one(self.db, "WHERE id = ? AND deleted = 0", (checkpoint_id,))
+
+    def checkpoint_with_file(self, file_id: str) -> CheckpointRecord | None:
+        """The live checkpoint one of whose result files this is."""
+        return CHECKPOINTS.one(self.db, "WHERE deleted = 0 AND EXISTS "
+                               "(SELECT 1 FROM json_each(checkpoints.result_files) WHERE value = ?)", (file_id,))
 
     def checkpoint_job_id(self, checkpoint_id: str) -> str | None:
         """The job that made a checkpoint, deleted or not."""

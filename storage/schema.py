@@ -226,6 +226,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX upload_parts_by_upload ON upload_parts (upload_id);
     """,
+    # 13: custom models (Nebius's `/v0/models`): deployed names for checkpoints. A deleted one stays, marked.
+    # And Nebius's job tags and `from_checkpoint` of type hf.
+    """
+    ALTER TABLE jobs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN from_checkpoint TEXT;
+
+    CREATE TABLE custom_models (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        name          TEXT    NOT NULL UNIQUE,
+        project       TEXT    NOT NULL,
+        base_model    TEXT    NOT NULL,
+        source        TEXT    NOT NULL,
+        description   TEXT,
+        checkpoint_id TEXT    NOT NULL REFERENCES checkpoints (id),
+        job_id        TEXT    NOT NULL,
+        file_id       TEXT,
+        created_at    INTEGER NOT NULL,
+        deleted       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX custom_models_by_project ON custom_models (project, deleted);
+    """,
 ]
 
 

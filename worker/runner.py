@@ -19,7 +19,7 @@ from modeling.importing import ImportRefused, is_converted
 from modeling.loading import ModelLoadError, pick_device
 from worker.client import JobTaken, ServerRefused, WorkerClient
 from worker.data import DataError
-from worker.integrations import WandbRun, start_wandb
+from worker.integrations import Tracker, start_trackers
 from worker.metrics_csv import write_metrics_csv
 from worker.model_setup import GPURequired
 from worker.reporter import ProgressReporter
@@ -32,11 +32,11 @@ log = logging.getLogger("gxft.worker")
 class JobHooks:
     """What the training loop calls: progress to the reporter, checkpoints to the server."""
 
-    def __init__(self, client: WorkerClient, reporter: ProgressReporter, job_id: str, wandb_run: WandbRun | None):
+    def __init__(self, client: WorkerClient, reporter: ProgressReporter, job_id: str, trackers: list[Tracker]):
         self.client = client
         self.reporter = reporter
         self.job_id = job_id
-        self.wandb_run = wandb_run
+        self.trackers = trackers
         self.started = time.time()
         self.first_step: int | None = None
 
@@ -53,8 +53,8 @@ class JobHooks:
         if "valid_loss" in metrics:
             message += f", validation loss={metrics['valid_loss']:.2f}"
         self.reporter.event(message, type="metrics", data=metrics)
-        if self.wandb_run is not None:
-            self.wandb_run.log(metrics, step)
+        for tracker in self.trackers:
+            tracker.log(metrics, step)
         self.reporter.progress(
             trained_steps=step, total_steps=total_steps, trained_tokens=trained_tokens, estimated_finish=eta
         )
@@ -185,11 +185,11 @@ def _train(client: WorkerClient, spec: JobSpec, reporter: ProgressReporter, work
         trainer.load_state(client.download_state(spec.job_id, spec.resume.state_blob, workdir / "resume.pt"))
     reporter.progress(trained_steps=trainer.step, total_steps=trainer.total_steps,
                       trained_tokens=trainer.trained_tokens)
-    wandb_run, note = start_wandb(spec.integrations, spec.job_id, msgspec.to_builtins(spec.settings))
-    if note:
+    trackers, notes = start_trackers(spec.integrations, spec.job_id, msgspec.to_builtins(spec.settings))
+    for note in notes:
         reporter.event(note, level="warn")
     try:
-        return trainer.train(JobHooks(client, reporter, spec.job_id, wandb_run))
+        return trainer.train(JobHooks(client, reporter, spec.job_id, trackers))
     finally:
-        if wandb_run is not None:
-            wandb_run.finish()
+        for tracker in trackers:
+            tracker.finish()

@@ -13,7 +13,8 @@ async function newEvents(jobId, seen) {
   const fresh = [];
   let after = null;
   for (;;) {
-    const page = await api("GET", `/fine_tuning/jobs/${jobId}/events?limit=100${after ? `&after=${after}` : ""}`);
+    const page = await api("GET",
+      `/fine_tuning/jobs/${jobId}/events?order=desc&limit=100${after ? `&after=${after}` : ""}`);
     for (const event of page.data) {
       if (seen.has(event.id)) return fresh;
       seen.add(event.id);
@@ -85,7 +86,7 @@ export async function jobPage(view, { id, showError, alive }) {
   }, label);
 
   async function checkpointRows() {
-    const checkpoints = (await api("GET", `/fine_tuning/jobs/${id}/checkpoints?limit=100`)).data;
+    const checkpoints = (await api("GET", `/fine_tuning/jobs/${id}/checkpoints?order=desc&limit=100`)).data;
     if (checkpoints.length === 0) return [h("p", { class: "muted" }, "No checkpoints yet.")];
     const rows = [];
     for (const checkpoint of checkpoints) {

@@ -1,4 +1,10 @@
-"""`/v1/fine_tuning/jobs`: create, list, retrieve, cancel, pause and resume jobs; their events and checkpoints."""
+"""`/v1/fine_tuning/jobs`: create, list, retrieve, cancel, pause and resume jobs; their events and checkpoints.
+
+Events and checkpoints are listed newest first, as OpenAI lists them, or oldest first on a server of
+Nebius's dialect, as Nebius does (its sample takes `checkpoints[-1]` as the last one); `?order=` chooses.
+"""
+
+from typing import Literal
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -22,6 +28,8 @@ from server.responses import MsgspecResponse
 from server.services import Services, project, services
 from storage.jobs import JobRecord
 
+NEBIUS_VALIDATION_WAIT_SECONDS = 60.0
+
 
 def _project_job_version(request: Request, svc: Services) -> tuple[str, int]:
     """The project's job named in the path, as (id, row version), without reading the whole row."""
@@ -30,6 +38,10 @@ def _project_job_version(request: Request, svc: Services) -> tuple[str, int]:
     if version is None:
         raise job_not_found(job_id)
     return job_id, version
+
+
+def _oldest_first(svc: Services, order: Literal["asc", "desc"] | None) -> bool:
+    return order == "asc" if order is not None else svc.settings.dialect == "nebius"
 
 
 def _project_job(request: Request) -> JobRecord:
@@ -43,7 +55,11 @@ def _project_job(request: Request) -> JobRecord:
 @operation("Create a fine-tuning job", body=CreateFineTuningJobRequest, response=FineTuningJob)
 async def create_job(request: Request) -> MsgspecResponse:
     body = await decode_json(request, CreateFineTuningJobRequest)
-    job = services(request).admission.admit(project(request), body)
+    svc = services(request)
+    if svc.settings.dialect == "nebius":  # its clients do not wait for the upload's validation
+        named = [body.training_file, *([body.validation_file] if body.validation_file else [])]
+        await svc.file_validator.settled(named, NEBIUS_VALIDATION_WAIT_SECONDS)
+    job = svc.admission.admit(project(request), body)
     return MsgspecResponse(job_object(job))
 
 
@@ -86,7 +102,7 @@ async def list_events(request: Request) -> MsgspecResponse:
     job_id, _ = _project_job_version(request, svc)
     query = decode_query(request, EventListQuery)
     after = after_cursor(query.after, lambda event_id: svc.jobs.event_cursor_seq(job_id, event_id))
-    event_ids, has_more = svc.jobs.events_page(job_id, after, query.limit)
+    event_ids, has_more = svc.jobs.events_page(job_id, after, query.limit, _oldest_first(svc, query.order))
     return MsgspecResponse(list_page(svc.wire_cache.events_json(event_ids), event_ids, has_more))
 
 
@@ -96,7 +112,8 @@ async def list_checkpoints(request: Request) -> MsgspecResponse:
     svc = services(request)
     query = decode_query(request, CheckpointListQuery)
     after = after_cursor(query.after, lambda checkpoint_id: svc.jobs.checkpoint_cursor_seq(job.id, checkpoint_id))
-    checkpoints, has_more = svc.jobs.checkpoints_page(job.id, after, query.limit)
+    limit = query.limit or (100 if svc.settings.dialect == "nebius" else 10)
+    checkpoints, has_more = svc.jobs.checkpoints_page(job.id, after, limit, _oldest_first(svc, query.order))
     return MsgspecResponse(list_page([checkpoint_object(c) for c in checkpoints], [c.id for c in checkpoints],
                                      has_more))
 

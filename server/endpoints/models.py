@@ -32,7 +32,8 @@ async def retrieve_model(request: Request) -> MsgspecResponse:
 async def delete_model(request: Request) -> MsgspecResponse:
     svc = services(request)
     name = request.path_params["model"]
-    svc.engine.forget(svc.catalog.delete(project(request), name))
+    if (checkpoint_id := svc.catalog.delete(project(request), name)) is not None:
+        svc.engine.forget(checkpoint_id)
     return MsgspecResponse(DeletedObject(id=name, object="model", deleted=True))
 
 

@@ -104,11 +104,13 @@ class FileStore:
         return record
 
     def adopt_blob(self, project: str, blob_id: str, filename: str,
-                   purpose: FilePurpose = "fine-tune-results") -> FileRecord:
-        """A committed blob (a worker's staged result) becomes a file; call it inside the transaction that
-        records what the file belongs to, so that a failed transaction leaves only an orphan blob."""
+                   purpose: FilePurpose = "fine-tune-results", folder: str | None = None) -> FileRecord:
+        """A committed blob (a worker's staged result) becomes a file, its name under `folder` if one is given;
+        call it inside the transaction that records what the file belongs to, so that a failed transaction
+        leaves only an orphan blob."""
+        name = display_name(filename)
         record = FileRecord(
-            id=new_id("file-"), project=project, filename=display_name(filename), purpose=purpose,
+            id=new_id("file-"), project=project, filename=f"{folder}/{name}" if folder else name, purpose=purpose,
             bytes=self.blobs.size(blob_id), created_at=int(time.time()), status="processed",
         )
         self.blobs.rename(blob_id, record.id)

@@ -5,6 +5,9 @@ through the validator and the file becomes `processed` or `error` (with line-num
 `status_details`). A well-formed file with fewer examples than a training file needs is
 `processed` (it can serve as a validation file) and its `status_details` says so; job creation
 refuses it as a training file. Files left `uploaded` by a restart are validated again at start-up.
+
+Nebius's clients create a job right after the upload (Nebius validates datasets inside the job), so
+on a server of its dialect job creation first waits for the files it names (`settled`).
 """
 
 import asyncio
@@ -23,12 +26,18 @@ class FileValidator:
         self.files = files
         self.min_examples = min_examples
         self._slots = asyncio.Semaphore(concurrency)
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: dict[str, asyncio.Task] = {}  # file id → its validation
 
     def submit(self, record: FileRecord) -> None:
         task = asyncio.get_running_loop().create_task(self._validate(record))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[record.id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(record.id, None))
+
+    async def settled(self, file_ids: list[str], timeout: float) -> None:
+        """Return once none of these files is being validated, or after `timeout` seconds."""
+        pending = [task for file_id in file_ids if (task := self._tasks.get(file_id)) is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     def resume_pending(self) -> None:
         for record in self.files.records.awaiting_validation():
@@ -48,6 +57,7 @@ class FileValidator:
         self.files.records.set_validation_result(record.id, status, details, report.data_format, report.example_count)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

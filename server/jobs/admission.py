@@ -25,7 +25,7 @@ from server.config import Settings
 from server.errors import APIError, invalid_request, quota_exceeded
 from server.files.store import FileStore
 from server.hyperparameters import hyperparameters_param, parse_requested
-from server.protocol import CreateFineTuningJobRequest
+from server.protocol import CreateFineTuningJobRequest, HfEntry
 from server.worker_roster import WorkerRoster
 from storage.files import FileRecord
 from storage.jobs import CheckpointRecord, JobRecord, JobRepository
@@ -34,6 +34,8 @@ MAX_SUFFIX_CHARS = 64
 SUFFIX = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_SUFFIX_CHARS}}}")  # OpenAI's characters: the name must route
 MAX_SEED = 2_147_483_647
 MAX_INTEGRATIONS = 5
+MAX_TAGS = 20
+MAX_TAG_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class JobAdmission:
         validation = None
         if request.validation_file is not None:
             validation = self._usable_file(project, request.validation_file, "validation_file")
-        method_type, requested = parse_requested(request.hyperparameters, request.method, model.context_length)
+        method_type, requested = parse_requested(request.hyperparameters, request.method, model.context_length,
+                                                self.settings.dialect)
         param = hyperparameters_param(method_type, top_level=bool(request.hyperparameters))
         if method_type not in model.methods:
             raise invalid_request(
@@ -112,6 +115,10 @@ class JobAdmission:
             hyperparameters=requested,
             metadata=request.metadata,
             integrations=msgspec.to_builtins(request.integrations or []),
+            tags=request.tags or [],
+            # Nebius's hf source, echoed without its write-only token.
+            from_checkpoint={k: v for k, v in request.from_checkpoint.items() if k != "token"}
+            if request.from_checkpoint and request.from_checkpoint.get("type") == "hf" else None,
         )
         with self.jobs.db.transaction():
             self.jobs.insert(job)
@@ -167,6 +174,8 @@ class JobAdmission:
             )
 
     def _starting_point(self, project: str, request: CreateFineTuningJobRequest) -> StartingPoint:
+        if request.from_checkpoint is not None and request.from_checkpoint.get("type") == "hf":
+            return StartingPoint(self._hub_model(request.from_checkpoint))
         if request.from_checkpoint is not None:
             self._check_from_checkpoint(request.from_checkpoint)
         base = self.registry.get(request.model)
@@ -192,19 +201,37 @@ class JobAdmission:
             )
         return StartingPoint(base, checkpoint, parent)
 
+    def _hub_model(self, from_checkpoint: dict[str, Any]) -> BaseModel:
+        """Nebius's `{"type": "hf", "repo": …}`: the weights of a Hugging Face repository, which train here once
+        they are a model of this server (`gxft models import` brings them from the machine's cache)."""
+        if unknown := sorted(set(from_checkpoint) - {"type", "repo", "revision", "token"}):
+            raise invalid_request(f"Unknown field from_checkpoint.{unknown[0]}.", param=f"from_checkpoint.{unknown[0]}")
+        repo = from_checkpoint.get("repo")
+        if not isinstance(repo, str) or not repo:
+            raise invalid_request("from_checkpoint of type 'hf' needs `repo`, a Hugging Face repository id.",
+                                  param="from_checkpoint.repo")
+        model = self.registry.get(repo)
+        if model is not None:
+            return model
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = isinstance(try_to_load_from_cache(repo, "config.json"), str)
+        except ValueError:  # not a repository id at all
+            cached = False
+        where = ("is in this machine's Hugging Face cache but is not a model of this server: `gxft models import "
+                 f"{repo}` makes it one, from the cache") if cached else (
+                 "is not on this machine, and GXFT never downloads while it serves: `gxft models import "
+                 f"{repo}` on a machine that reaches the hub brings it")
+        raise invalid_request(f"from_checkpoint.repo {repo!r} {where}; then this request trains it as sent.",
+                              param="from_checkpoint.repo", code="model_not_available")
+
     @staticmethod
     def _check_from_checkpoint(from_checkpoint: dict[str, Any]) -> None:
-        kind = from_checkpoint.get("type")
-        if kind == "hf":
-            raise invalid_request(
-                "from_checkpoint of type 'hf' downloads from the Hugging Face hub, which GXFT never does: add the "
-                "model to the model registry (GXFT_MODELS_FILE) and name it in `model`.",
-                param="from_checkpoint.type",
-            )
-        if kind != "ft":
+        if from_checkpoint.get("type") != "ft":
             raise invalid_request(
                 "from_checkpoint must be {\"type\": \"ft\"}, with the fine-tuned model or checkpoint to continue "
-                "from named in `model`.",
+                "from named in `model`, or {\"type\": \"hf\", \"repo\": …}, a model of this server.",
                 param="from_checkpoint.type",
             )
         if unknown := sorted(set(from_checkpoint) - {"type"}):
@@ -259,3 +286,17 @@ class JobAdmission:
                                           param="metadata")
         if request.integrations is not None and len(request.integrations) > MAX_INTEGRATIONS:
             raise invalid_request(f"At most {MAX_INTEGRATIONS} integrations can be given.", param="integrations")
+        for index, integration in enumerate(request.integrations or ()):
+            if isinstance(integration, HfEntry):
+                raise invalid_request(
+                    "The hf integration exports the result to the Hugging Face hub, which GXFT never reaches: "
+                    "download the checkpoint's result_files (GET /v1/files/{id}/content) and push them yourself.",
+                    param=f"integrations[{index}].type", code="hub_unsupported",
+                )
+        if request.tags is not None:
+            if len(request.tags) > MAX_TAGS:
+                raise invalid_request(f"At most {MAX_TAGS} tags can be given.", param="tags")
+            for tag in request.tags:
+                if not 1 <= len(tag) <= MAX_TAG_CHARS:
+                    raise invalid_request(f"Each tag must be 1 to {MAX_TAG_CHARS} characters long; {tag[:20]!r} "
+                                          "is not.", param="tags")

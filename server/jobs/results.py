@@ -6,19 +6,25 @@ job-scoped names (`staged-<job id>-…` for result files, `state-<job id>-…` f
 module is the one owner of those names. The report's transaction adopts the staged blobs as files
 of the job's project: that is the moment a checkpoint becomes downloadable. A checkpoint that never
 completes leaves no file, only scratch, which goes when the job ends or at the next start-up.
+
+The two dialects keep different checkpoints: OpenAI's the last three (one per epoch), Nebius's every
+epoch's, and Nebius names a checkpoint's files `<checkpoint id>/<file>` (its sample takes the part after
+the slash). Wherever a file is put on disk, its name's last part is used.
 """
 
 import time
+from pathlib import PurePosixPath
 from typing import BinaryIO, Literal, get_args
 
 from contract.ids import new_id, random_base62
 from contract.internal_api import CheckpointReport, ResumePoint, StartingWeights
+from server.config import Dialect
 from server.errors import invalid_request
 from server.files.store import FileStore
 from storage.blobs import BlobStore, BlobWriter
 from storage.jobs import CheckpointRecord, JobRecord, JobRepository
 
-KEPT_CHECKPOINTS = 3
+KEPT_CHECKPOINTS: dict[Dialect, int | None] = {"openai": 3, "nebius": None}  # None: all of them
 
 ScratchKind = Literal["staged", "state"]  # a result file awaiting its checkpoint; training state
 SCRATCH_KINDS: tuple[ScratchKind, ...] = get_args(ScratchKind)
@@ -28,11 +34,17 @@ def _scratch_prefix(kind: ScratchKind, job_id: str) -> str:
     return f"{kind}-{job_id}-"
 
 
+def local_name(filename: str) -> str:
+    """A result file's name on disk: Nebius's `<checkpoint id>/<file>` loses its folder."""
+    return PurePosixPath(filename).name
+
+
 class JobResults:
-    def __init__(self, jobs: JobRepository, files: FileStore, blobs: BlobStore):
+    def __init__(self, jobs: JobRepository, files: FileStore, blobs: BlobStore, dialect: Dialect = "openai"):
         self.jobs = jobs
         self.files = files
         self.blobs = blobs
+        self.dialect = dialect
 
     # Scratch
 
@@ -54,12 +66,14 @@ class JobResults:
         if not blob_id.startswith(_scratch_prefix(kind, job.id)) or not self.blobs.exists(blob_id):
             raise invalid_request(f"{blob_id!r} is not a {kind} upload of job {job.id}.", param="result_files")
 
-    def adopt(self, job: JobRecord, staged: dict[str, str]) -> list[str]:
-        """Staged uploads (file name → blob) become the job's result files; call inside the transaction that
-        records them, so that a failed transaction leaves only orphan blobs for the start-up sweep."""
+    def adopt(self, job: JobRecord, staged: dict[str, str], folder: str | None = None) -> list[str]:
+        """Staged uploads (file name → blob) become the job's result files, named `<folder>/<file>` when a
+        folder is given; call inside the transaction that records them, so that a failed transaction
+        leaves only orphan blobs for the start-up sweep."""
         for blob_id in staged.values():
             self._check_scratch(job, "staged", blob_id)
-        return [self.files.adopt_blob(job.project, blob_id, filename).id for filename, blob_id in staged.items()]
+        return [self.files.adopt_blob(job.project, blob_id, filename, folder=folder).id
+                for filename, blob_id in staged.items()]
 
     # Checkpoints
 
@@ -86,14 +100,16 @@ class JobResults:
         name = self.fine_tuned_model_name(job, job.model_name_id) if report.final else (
             self.fine_tuned_model_name(job, random_base62(8)) + f":ckpt-step-{report.step_number}"
         )
+        checkpoint_id = new_id("ftckpt_")
         checkpoint = CheckpointRecord(
-            id=new_id("ftckpt_"),
+            id=checkpoint_id,
             job_id=job.id,
             created_at=int(time.time()),
             step_number=report.step_number,
             fine_tuned_model_checkpoint=name,
             metrics=report.metrics,
-            result_files=self.adopt(job, report.result_files),
+            result_files=self.adopt(job, report.result_files,
+                                    folder=checkpoint_id if self.dialect == "nebius" else None),
             weights="adapter" if (job.resolved or {}).get("lora", True) else "full",
             state_blob=report.state_blob,
         )
@@ -104,7 +120,8 @@ class JobResults:
 
     def prune(self, job_id: str) -> None:
         live = self.jobs.live_checkpoints(job_id)
-        for old in live[KEPT_CHECKPOINTS:]:
+        kept = KEPT_CHECKPOINTS[self.dialect]
+        for old in live[kept:] if kept is not None else ():
             self.delete_checkpoint(old)
         # Only the newest checkpoint's optimizer state is needed to resume.
         for older in live[1:]:
@@ -135,7 +152,7 @@ class JobResults:
             record = self.files.get_live(file_id)
             if record is None:
                 return None
-            files[record.filename] = file_id
+            files[local_name(record.filename)] = file_id
         return StartingWeights(model=job.model, files=files, adapter=checkpoint.weights == "adapter")
 
     # Housekeeping
