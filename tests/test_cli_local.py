@@ -1,4 +1,6 @@
-"""`gxft create-config`, `train` and `evaluate` as subprocesses, offline, on gxft/tiny-chat."""
+"""`gxft create-config`, `train` and `evaluate`, offline, on gxft/tiny-chat. `train` runs as a subprocess, as a
+user runs it (its progress bar, its warnings); the rest through the command line's own entry point in this
+process, as each start of one costs seconds of imports."""
 
 import csv
 import json
@@ -23,6 +25,14 @@ def gxft(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                                                                             os.environ.get("PYTHONPATH", "")])})
 
 
+def gxft_here(capsys, *args: str) -> tuple[int, str, str]:
+    """`gxft` in this process: its exit status, stdout and stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    output = capsys.readouterr()
+    return exited.value.code or 0, output.out, output.err
+
+
 def _has_cuda() -> bool:
     import torch
 
@@ -32,10 +42,11 @@ def _has_cuda() -> bool:
 @pytest.mark.parametrize("method", [
     "lora", "sft", pytest.param("qlora", marks=pytest.mark.skipif(not _has_cuda(), reason="QLoRA needs a CUDA GPU")),
 ])
-def test_create_config_train_evaluate(tmp_path, method, capsys):
-    created = gxft("create-config", "demo", "--model", "gxft/tiny-chat", "--dataset", str(TRAIN), "--method", method,
-                   cwd=tmp_path)
-    assert created.returncode == 0, created.stderr
+def test_create_config_train_evaluate(tmp_path, method, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = gxft_here(capsys, "create-config", "demo", "--model", "gxft/tiny-chat", "--dataset", str(TRAIN),
+                               "--method", method)
+    assert status == 0, err
     config = json.loads((tmp_path / "demo.json").read_text())
     assert set(config) == {"dataset", "model", "training"}
     assert config["dataset"] == {"path": str(TRAIN), "format": "chat", "train_split": "train", "validation_path": None}
@@ -45,26 +56,25 @@ def test_create_config_train_evaluate(tmp_path, method, capsys):
     assert {"num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
             "weight_decay"} <= set(training)
     assert (training["lora"] is None) == (method == "sft")
-    training.update(num_train_epochs=4, learning_rate=3e-3, gradient_accumulation_steps=1)
+    training.update(num_train_epochs=2, learning_rate=3e-3, gradient_accumulation_steps=1)
     config["dataset"]["validation_path"] = str(VALID)
     (tmp_path / "demo.json").write_text(json.dumps(config))
 
     trained = gxft("train", "demo.json", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    assert "20 steps" in trained.stdout and "Training gxft/tiny-chat" in trained.stderr  # the progress bar
+    assert "10 steps" in trained.stdout and "Training gxft/tiny-chat" in trained.stderr  # the progress bar
     assert "Warning" not in trained.stderr, trained.stderr  # no library deprecation notices reach the user
     output = tmp_path / "demo_output"
     weights = {"lora": "adapter_model.safetensors", "qlora": "adapter_model.safetensors",
                "sft": "model.safetensors"}[method]
     assert (output / weights).exists() and (output / "tokenizer.json").exists()
     rows = list(csv.DictReader((output / "step_metrics.csv").open()))
-    assert len(rows) == 20 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-    assert sum(1 for row in rows if row["valid_loss"]) == 4  # validation at each epoch's end
+    assert len(rows) == 10 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert sum(1 for row in rows if row["valid_loss"]) == 2  # validation at each epoch's end
 
-    evaluated = gxft("evaluate", "demo_output", "--dataset", str(VALID), "--json", cwd=tmp_path)
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert "Warning" not in evaluated.stderr, evaluated.stderr
-    metrics = json.loads(evaluated.stdout)
+    status, out, err = gxft_here(capsys, "evaluate", "demo_output", "--dataset", str(VALID), "--json")
+    assert status == 0, err
+    metrics = json.loads(out)
     assert metrics["examples"] == 5 and metrics["format"] == "chat"
     assert abs(metrics["perplexity"] - 2.718281828 ** metrics["loss"]) < 1e-6 * metrics["perplexity"]
     # The same evaluation as training's; but QLoRA trained (and validated) on the 4-bit base, while
@@ -72,10 +82,8 @@ def test_create_config_train_evaluate(tmp_path, method, capsys):
     tolerance = 2e-2 if method == "qlora" else 1e-3
     assert abs(metrics["loss"] - float(rows[-1]["valid_loss"])) < tolerance
     assert 0 <= metrics["token_accuracy"] <= 1
-    with pytest.raises(SystemExit) as exited:  # the table, in this process: one more start would cost seconds
-        main(["evaluate", str(output), "--dataset", str(VALID)])
-    table = capsys.readouterr().out
-    assert exited.value.code == 0 and "perplexity" in table and "token_accuracy" in table
+    status, table, _ = gxft_here(capsys, "evaluate", str(output), "--dataset", str(VALID))
+    assert status == 0 and "perplexity" in table and "token_accuracy" in table
 
 
 def test_create_config_yaml(tmp_path):
@@ -85,8 +93,9 @@ def test_create_config_yaml(tmp_path):
     assert "method: lora" in (tmp_path / "y.yaml").read_text()
 
 
-def _config(tmp_path: Path, change) -> Path:
-    gxft("create-config", "bad", "--model", "gxft/tiny-chat", "--dataset", str(TRAIN), cwd=tmp_path)
+def _config(tmp_path: Path, capsys, change) -> Path:
+    """A config made by create-config in the current folder, tmp_path, then changed."""
+    gxft_here(capsys, "create-config", "bad", "--model", "gxft/tiny-chat", "--dataset", str(TRAIN))
     config = json.loads((tmp_path / "bad.json").read_text())
     change(config)
     (tmp_path / "bad.json").write_text(json.dumps(config))
@@ -103,25 +112,32 @@ def _config(tmp_path: Path, change) -> Path:
     (lambda c: c["dataset"].update(path="missing.jsonl"), "dataset.path: missing.jsonl does not exist"),
     (lambda c: c["dataset"].update(path=str(ROOT / "sample_data/invalid/bad_lines.jsonl")), "line "),
     (lambda c: c["training"].update(method="qlora"), "needs a CUDA GPU"),
-    # Neither a folder nor in the cache: refused at once, with no attempt at the hub.
-    (lambda c: c["model"].update(name="acme/not-a-model"), "model.name: The model 'acme/not-a-model' is neither"),
 ])
-def test_bad_config_stops_before_training(tmp_path, change, message):
-    result = gxft("train", str(_config(tmp_path, change)), cwd=tmp_path)
+def test_bad_config_stops_before_training(tmp_path, capsys, monkeypatch, change, message):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = gxft_here(capsys, "train", str(_config(tmp_path, capsys, change)))
+    assert status == 2
+    assert message in err
+    assert "Traceback" not in err and not (tmp_path / "bad_output").exists()
+
+
+def test_unknown_model_stops_before_training_without_the_hub(tmp_path, capsys, monkeypatch):
+    """A subprocess, offline as a user's machine may be: a name that is neither a folder nor in the cache is
+    refused at once, with no attempt at the hub and none of its retries."""
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path, capsys, lambda c: c["model"].update(name="acme/not-a-model"))
+    result = gxft("train", str(config), cwd=tmp_path)
     assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "bad_output").exists()
-    assert "huggingface.co" not in result.stderr  # no request to the hub, and none of its retries
+    assert "model.name: The model 'acme/not-a-model' is neither" in result.stderr
+    assert "Traceback" not in result.stderr and "huggingface.co" not in result.stderr
 
 
-def test_evaluate_refuses_a_folder_without_a_model(tmp_path):
-    result = gxft("evaluate", str(tmp_path), "--dataset", str(VALID), cwd=tmp_path)
-    assert result.returncode == 2 and "nor a folder that holds one" in result.stderr
+def test_evaluate_refuses_a_folder_without_a_model(tmp_path, capsys):
+    status, _, err = gxft_here(capsys, "evaluate", str(tmp_path), "--dataset", str(VALID))
+    assert status == 2 and "nor a folder that holds one" in err
 
 
 def test_evaluate_reads_every_supervised_format(tmp_path, capsys):
-    """In this process, through the command line's own entry point: the subprocess path is
-    test_create_config_train_evaluate's, and each start of one costs seconds of imports."""
     rows = {
         "alpaca": {"instruction": "Name a colour.", "input": "", "output": "Blue."},
         "prompt_completion": {"prompt": "The sky is", "completion": " blue."},
@@ -130,9 +146,8 @@ def test_evaluate_reads_every_supervised_format(tmp_path, capsys):
     for data_format, row in rows.items():
         dataset = tmp_path / f"{data_format}.jsonl"
         dataset.write_text((json.dumps(row) + "\n") * 3)
-        with pytest.raises(SystemExit) as exited:
-            main(["evaluate", "gxft/tiny-chat", "--dataset", str(dataset), "--json"])  # a registry id
-        output = capsys.readouterr()
-        assert exited.value.code == 0, output.err
-        metrics = json.loads(output.out)
+        # A registry id, not a folder.
+        status, out, err = gxft_here(capsys, "evaluate", "gxft/tiny-chat", "--dataset", str(dataset), "--json")
+        assert status == 0, err
+        metrics = json.loads(out)
         assert metrics["format"] == data_format and metrics["examples"] == 3 and metrics["loss"] > 0

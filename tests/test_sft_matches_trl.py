@@ -18,7 +18,7 @@ from worker.trainer import Trainer
 from worker.training_run import TrainingRun
 
 FACTS = Path(__file__).resolve().parent.parent / "sample_data" / "real_model" / "invented_facts.jsonl"
-STEPS = 10
+STEPS = 6
 LEARNING_RATE = 2e-3
 
 
