@@ -271,7 +271,7 @@ def test_continue_training_errors(client, chat_file, parent_lora):
     assert error.param == "from_checkpoint" and "is a base model" in error.message
     error = _error(lambda: client.fine_tuning.jobs.create(
         model=name, training_file=chat_file.id, extra_body={"from_checkpoint": {"type": "hf", "repo": "x/y"}}))
-    assert error.param == "from_checkpoint.type" and "Hugging Face hub" in error.message
+    assert error.param == "from_checkpoint.repo" and "gxft models import x/y" in error.message
     error = _error(lambda: client.fine_tuning.jobs.create(model=name + "x", training_file=chat_file.id))
     assert error.code == "model_not_available" and "fine-tuned models" in error.message
 
