@@ -259,6 +259,21 @@ def test_prompt_longer_than_the_context_is_400(client):
     assert caught.value.code == "context_length_exceeded" and "2048" in caught.value.message
 
 
+def test_megabytes_of_text_are_refused_before_tokenising(client):
+    """Text too long in bytes for any tokenising to fit is refused by its size, before it is rendered and
+    tokenised: a chat of 15 MB took the engine 57 s to do that before its 400, while other requests waited."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=TINY, messages=[{"role": "user", "content": "word " * 3_000_000}])
+    assert caught.value.code == "context_length_exceeded" and caught.value.param == "messages"
+    assert "15,000,000 bytes" in caught.value.message
+    with pytest.raises(openai.BadRequestError, match="bytes") as text_prompt:
+        client.completions.create(model=TINY, prompt="x" * 70_000)
+    assert text_prompt.value.param == "prompt"
+    # Just under the bound, the tokens are counted: a prompt that fits in bytes but not in tokens.
+    with pytest.raises(openai.BadRequestError, match="tokens, but the prompt has"):
+        client.completions.create(model=TINY, prompt="x" * 40_000)
+
+
 def test_concurrent_requests_on_different_models_all_answer(client, tuned):
     """Requests arriving together are batched across the base model, its adapters and a full model."""
     models = [TINY, tuned["lora"].fine_tuned_model, tuned["full"].fine_tuned_model] * 4

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import cast
 
 from server.errors import APIError
-from server.serving.generation import BASE_ADAPTER, Row, Sampler, budget, end_of_turn_ids, generate
+from server.serving.generation import BASE_ADAPTER, Row, Sampler, budget, check_text_fits, end_of_turn_ids, generate
 from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, Piece, Started
 from server.serving.model_cache import LoadedModel, ModelCache, Placement
 from server.serving.text import TextAssembler
@@ -67,7 +67,9 @@ class BatchRunner:
         sampler = Sampler(request.params, loaded.model.config.get_text_config().vocab_size, loaded.device)
         context_length = request.served.base.context_length
         rows, echoed, prompt_tokens = [], {}, 0
+        param = "messages" if request.chat else "prompt"
         for prompt_index, prompt in enumerate(request.prompts):
+            check_text_fits(prompt, loaded.longest_token_bytes, context_length, param)
             if request.chat:
                 try:
                     text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
@@ -84,7 +86,7 @@ class BatchRunner:
                                         f"{len(tokenizer) - 1}).", param="prompt")
             if not prompt_ids:
                 raise APIError(400, "The prompt is empty.", param="prompt")
-            max_new = budget(prompt_ids, request.params, context_length, "messages" if request.chat else "prompt")
+            max_new = budget(prompt_ids, request.params, context_length, param)
             prompt_tokens += len(prompt_ids)
             for copy in range(request.n):
                 choice = prompt_index * request.n + copy

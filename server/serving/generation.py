@@ -100,6 +100,43 @@ def end_of_turn_ids(tokenizer, model) -> frozenset[int]:
     return frozenset(ids)
 
 
+def longest_token_bytes(tokenizer) -> int:
+    """The most UTF-8 bytes any one token of the vocabulary stands for (special tokens included)."""
+    return max(len(tokenizer.decode([token_id]).encode()) for token_id in range(len(tokenizer)))
+
+
+def prompt_text_bytes(prompt: object) -> int:
+    """The UTF-8 bytes of a prompt's text: a completion's string, or a chat's message contents."""
+    if isinstance(prompt, str):
+        return len(prompt.encode())
+    total = 0
+    for message in prompt if isinstance(prompt, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content.encode())
+        elif isinstance(content, list):
+            total += sum(len(part["text"].encode()) for part in content
+                         if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return total
+
+
+def check_text_fits(prompt: object, longest_token: int, context_length: int, param: str) -> None:
+    """Refuse, before any tokenising, text that cannot fit: no `context_length` tokens span more than
+    `context_length × longest_token` bytes. Rendering and tokenising a prompt of megabytes takes the engine
+    thread tens of seconds, while every other request waits. The bound is doubled, as a normaliser may
+    drop characters before tokens are counted."""
+    limit = 2 * context_length * longest_token
+    size = prompt_text_bytes(prompt)
+    if size > limit:
+        raise invalid_request(
+            f"This model's maximum context length is {context_length} tokens, but the prompt's text is {size:,} "
+            f"bytes, more than {limit:,}, twice what {context_length} of its tokens can hold (its longest token "
+            f"is {longest_token} bytes). Please shorten the prompt.",
+            param=param,
+            code="context_length_exceeded",
+        )
+
+
 def budget(prompt_ids: list[int], params: SamplingParams, context_length: int, param: str) -> int:
     room = context_length - len(prompt_ids)
     if room < 1:

@@ -20,7 +20,7 @@ from modeling.loading import ModelLoadError, load_model, load_tokenizer, pick_de
 from server.base_models import BaseModel
 from server.errors import APIError
 from server.model_catalog import FineTunedWeights, ServedModel, WeightsFolder
-from server.serving.generation import BASE_ADAPTER
+from server.serving.generation import BASE_ADAPTER, longest_token_bytes
 
 log = logging.getLogger("gxft.serving")
 
@@ -30,6 +30,7 @@ class LoadedModel:
     model: Any  # a transformers model, or a peft model holding adapters
     tokenizer: Any
     device: torch.device
+    longest_token_bytes: int  # for checking a prompt's size before tokenising it
     adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)  # loaded LoRA adapters, oldest first
 
     @property
@@ -63,7 +64,8 @@ def _load(path: str, name: str) -> LoadedModel:
         model = load_model(path, device, name).eval()
     except ModelLoadError as exc:
         raise APIError(500, str(exc), type="server_error", code="model_load_failed") from exc
-    return LoadedModel(model=model, tokenizer=tokenizer, device=device)
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device,
+                       longest_token_bytes=longest_token_bytes(tokenizer))
 
 
 class ModelCache:
