@@ -70,8 +70,7 @@ class CustomModels:
         record = CustomModelRecord(
             name=f"{request.base_model}-LoRa:{request.name}-{random_base62(4)}", project=project,
             base_model=request.base_model, source=request.source, description=request.description,
-            checkpoint_id=checkpoint.id, job_id=job.id,
-            file_id=request.source if request.source.startswith("file-") else None, created_at=int(time.time()),
+            checkpoint_id=checkpoint.id, job_id=job.id, created_at=int(time.time()),
         )
         self.records.insert(record)
         return record
@@ -127,6 +126,7 @@ class CustomModels:
         return CustomModel(
             name=record.name, base_model=record.base_model, source=record.source, description=record.description,
             created_at=record.created_at, status="deleted" if deleted else "error" if reason else "active",
-            status_reason=reason, checkpoint_id=record.checkpoint_id, job_id=record.job_id, file_id=record.file_id,
+            status_reason=reason, checkpoint_id=record.checkpoint_id, job_id=record.job_id,
+            file_id=record.source if record.source.startswith("file-") else None,
             context_window_k=(base.context_length // 1024) if base else 0,
         )

@@ -14,7 +14,6 @@ class CustomModelRecord(msgspec.Struct, kw_only=True):
     description: str | None
     checkpoint_id: str
     job_id: str
-    file_id: str | None  # the source, when it was a file id
     created_at: int
 
 

@@ -241,7 +241,6 @@ MIGRATIONS: list[str] = [
         description   TEXT,
         checkpoint_id TEXT    NOT NULL REFERENCES checkpoints (id),
         job_id        TEXT    NOT NULL,
-        file_id       TEXT,
         created_at    INTEGER NOT NULL,
         deleted       INTEGER NOT NULL DEFAULT 0
     );
