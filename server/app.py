@@ -100,7 +100,9 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
                                      WebhookOutbox(webhook_records))
         webhook_sender = WebhookSender(webhook_records, settings.webhook_retry_seconds)
         custom_records = CustomModelRepository(db)
-        engine = InferenceEngine(adapter_slots=settings.adapter_slots, full_model_slots=settings.full_model_slots)
+        engine = InferenceEngine(max_running_rows=settings.max_running_rows, adapter_slots=settings.adapter_slots,
+                                 full_model_slots=settings.full_model_slots,
+                                 max_request_tokens=settings.max_request_tokens)
         app.state.services = Services(
             settings=settings, files=file_store, uploads=upload_store, file_validator=validator, jobs=jobs,
             registry=models,

@@ -1,12 +1,13 @@
 """`/v1/chat/completions` and `/v1/completions`: generation with base and fine-tuned models,
 answered whole or streamed as server-sent events."""
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from contract.ids import new_id
@@ -18,11 +19,15 @@ from server.completions_protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatDelta,
+    ChatLogprobs,
+    ChatTokenLogprob,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     CompletionRequest,
     FinishReason,
     StreamOptions,
+    TopLogprob,
     Usage,
 )
 from server.decoding import decode_json
@@ -31,8 +36,26 @@ from server.openapi import operation
 from server.responses import MsgspecResponse
 from server.services import project, services
 from server.serving.fingerprint import SYSTEM_FINGERPRINT
-from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, GenerationRequest, Piece, Started
-from server.serving.params import chat_messages, chat_sampling, choice_count, completion_prompts, completion_sampling
+from server.serving.generation_request import (
+    ChoiceDone,
+    Event,
+    Failed,
+    Generation,
+    GenerationRequest,
+    Piece,
+    Started,
+    TokenLogprob,
+)
+from server.serving.params import (
+    chat_messages,
+    chat_sampling,
+    chat_top_logprobs,
+    check_rows,
+    choice_count,
+    completion_prompts,
+    completion_sampling,
+    completion_top_logprobs,
+)
 
 _encode = msgspec.json.Encoder().encode
 
@@ -42,6 +65,7 @@ class GatheredChoices:
 
     def __init__(self, choices: int):
         self.texts = [""] * choices
+        self.logprobs: list[list[TokenLogprob]] = [[] for _ in range(choices)]
         self.finish_reasons: list[FinishReason] = ["stop"] * choices
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -55,6 +79,7 @@ class GatheredChoices:
                 self.texts[choice] = text
         elif isinstance(event, Piece):
             self.texts[event.choice] += event.text
+            self.logprobs[event.choice].extend(event.logprobs)
         elif isinstance(event, ChoiceDone):
             self.finish_reasons[event.choice] = event.finish_reason
             self.completion_tokens += event.completion_tokens
@@ -65,11 +90,48 @@ class GatheredChoices:
                      total_tokens=self.prompt_tokens + self.completion_tokens)
 
 
-async def _gather(generation: Generation) -> GatheredChoices:
-    outcome = GatheredChoices(generation.choices)
-    async for event in generation.events():
-        outcome.take(event)
-    return outcome
+def _chat_logprobs(logprobs: list[TokenLogprob]) -> ChatLogprobs:
+    return ChatLogprobs(content=[
+        ChatTokenLogprob(token=entry.token, logprob=entry.logprob, bytes=list(entry.token.encode()),
+                         top_logprobs=[TopLogprob(token=token, logprob=logprob, bytes=list(token.encode()))
+                                       for token, logprob in entry.top])
+        for entry in logprobs
+    ])
+
+
+def _completion_logprobs(logprobs: list[TokenLogprob], text_offset: int) -> CompletionLogprobs:
+    """`text_offset`: where in the choice's text the first of these tokens starts."""
+    offsets = []
+    for entry in logprobs:
+        offsets.append(text_offset)
+        text_offset += len(entry.token)
+    return CompletionLogprobs(tokens=[entry.token for entry in logprobs],
+                              token_logprobs=[entry.logprob for entry in logprobs],
+                              top_logprobs=[dict(entry.top) for entry in logprobs], text_offset=offsets)
+
+
+async def _gather(request: Request, generation: Generation) -> GatheredChoices | None:
+    """The whole answer; None if the client went away first, which stops the generation."""
+
+    async def gather() -> GatheredChoices:
+        outcome = GatheredChoices(generation.choices)
+        async for event in generation.events():
+            outcome.take(event)
+        return outcome
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    answer, hang_up = asyncio.ensure_future(gather()), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({answer, hang_up}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hang_up.cancel()
+        if not answer.done():  # the client went away, or this handler is being cancelled
+            answer.cancel()
+            generation.cancel()
+    return answer.result() if answer.done() and not answer.cancelled() else None
 
 
 def _include_usage(stream: bool | None, options: StreamOptions | None) -> bool:
@@ -121,25 +183,32 @@ def _event_stream(generation: Generation, events: AsyncIterator[Event], chunks: 
 
 
 @operation("Chat with a base or fine-tuned model", body=ChatCompletionRequest, response=ChatCompletion, streams=True)
-async def chat_completions(request: Request) -> MsgspecResponse | StreamingResponse:
+async def chat_completions(request: Request) -> Response:
     svc = services(request)
     body = await decode_json(request, ChatCompletionRequest)
     params = chat_sampling(body)
+    top_logprobs = chat_top_logprobs(body)
     include_usage = _include_usage(body.stream, body.stream_options)
     n = choice_count(body.n)
+    check_rows(1, n, svc.settings.max_request_rows)
     served = svc.catalog.get(project(request), body.model)
     generation = svc.engine.submit(GenerationRequest(
-        served=served, prompts=[chat_messages(body.messages)], n=n, params=params, chat=True,
+        project=project(request), served=served, prompts=[chat_messages(body.messages)], n=n, params=params,
+        chat=True, top_logprobs=top_logprobs,
     ), stream=bool(body.stream))
     completion_id, created = new_id("chatcmpl-"), int(time.time())
+    with_logprobs = top_logprobs is not None
     if not body.stream:
-        outcome = await _gather(generation)
+        outcome = await _gather(request, generation)
+        if outcome is None:
+            return Response(status_code=499)  # nobody is there to read it
         return MsgspecResponse(ChatCompletion(
             id=completion_id, created=created, model=body.model, usage=outcome.usage,
             system_fingerprint=SYSTEM_FINGERPRINT,
             choices=[
                 ChatChoice(index=index, message=AssistantMessage(content=text),
-                           finish_reason=outcome.finish_reasons[index])
+                           finish_reason=outcome.finish_reasons[index],
+                           logprobs=_chat_logprobs(outcome.logprobs[index]) if with_logprobs else None)
                 for index, text in enumerate(outcome.texts)
             ],
         ))
@@ -152,7 +221,10 @@ async def chat_completions(request: Request) -> MsgspecResponse | StreamingRespo
         if isinstance(event, Started):
             return [chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))]) for i in range(n)]
         if isinstance(event, Piece):
-            return [chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(content=event.text))])]
+            return [chunk([ChatChunkChoice(
+                index=event.choice, delta=ChatDelta(content=event.text),
+                logprobs=_chat_logprobs(event.logprobs) if with_logprobs else None,
+            )])]
         if isinstance(event, ChoiceDone):
             return [chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(),
                                            finish_reason=event.finish_reason)])]
@@ -163,17 +235,21 @@ async def chat_completions(request: Request) -> MsgspecResponse | StreamingRespo
 
 
 @operation("Complete a text prompt", body=CompletionRequest, response=Completion, streams=True)
-async def completions(request: Request) -> MsgspecResponse | StreamingResponse:
+async def completions(request: Request) -> Response:
     svc = services(request)
     body = await decode_json(request, CompletionRequest)
     params = completion_sampling(body)
+    top_logprobs = completion_top_logprobs(body)
     include_usage = _include_usage(body.stream, body.stream_options)
     n = choice_count(body.n)
     prompts = completion_prompts(body.prompt)
+    check_rows(len(prompts), n, svc.settings.max_request_rows)
     served = svc.catalog.get(project(request), body.model)
     generation = svc.engine.submit(GenerationRequest(
-        served=served, prompts=prompts, n=n, params=params, chat=False, echo=bool(body.echo),
+        project=project(request), served=served, prompts=prompts, n=n, params=params, chat=False,
+        echo=bool(body.echo), top_logprobs=top_logprobs,
     ), stream=bool(body.stream))
+    with_logprobs = top_logprobs is not None
     completion_id, created = new_id("cmpl-"), int(time.time())
 
     def completion(choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
@@ -181,20 +257,26 @@ async def completions(request: Request) -> MsgspecResponse | StreamingResponse:
                           system_fingerprint=SYSTEM_FINGERPRINT)
 
     if not body.stream:
-        outcome = await _gather(generation)
+        outcome = await _gather(request, generation)
+        if outcome is None:
+            return Response(status_code=499)  # nobody is there to read it
         return MsgspecResponse(completion(
             [
-                CompletionChoice(index=index, text=text, finish_reason=outcome.finish_reasons[index])
+                CompletionChoice(index=index, text=text, finish_reason=outcome.finish_reasons[index],
+                                 logprobs=_completion_logprobs(outcome.logprobs[index], 0) if with_logprobs else None)
                 for index, text in enumerate(outcome.texts)
             ],
             outcome.usage,
         ))
+    streamed_text = [0] * generation.choices  # characters streamed so far, for each token's text_offset
 
     def chunks(event: Event) -> list[Completion]:
         if isinstance(event, Started):
             return [completion([CompletionChoice(index=i, text=text)]) for i, text in event.echoed.items()]
         if isinstance(event, Piece):
-            return [completion([CompletionChoice(index=event.choice, text=event.text)])]
+            logprobs = _completion_logprobs(event.logprobs, streamed_text[event.choice]) if with_logprobs else None
+            streamed_text[event.choice] += sum(len(entry.token) for entry in event.logprobs)
+            return [completion([CompletionChoice(index=event.choice, text=event.text, logprobs=logprobs)])]
         if isinstance(event, ChoiceDone):
             return [completion([CompletionChoice(index=event.choice, text="",
                                                  finish_reason=event.finish_reason)])]

@@ -1,14 +1,11 @@
-"""Batched generation, one readable decode loop.
-
-    tokenise each choice's prompt → left-pad the batch → prefill → repeat: pick each row's next
-    token with its own sampling settings → stop rows at the end-of-turn token, a stop sequence or
-    their token budget → drop finished rows from the KV cache → one decode step for the rest.
+"""A row of generation (one choice of one request), how it samples its next token and when it ends,
+and the bounds a prompt is checked against before it becomes rows.
 
 Rows may belong to different requests and, on a LoRA base, to different adapters: peft's
 mixed-batch forward (`adapter_names`) applies each row's adapter, "__base__" for none.
+The loop that decodes them is decoding_batch.py.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,7 +13,7 @@ import torch
 
 from server.completions_protocol import FinishReason
 from server.errors import invalid_request
-from server.serving.generation_request import Generation
+from server.serving.generation_request import Generation, TokenLogprob
 from server.serving.params import SamplingParams
 from server.serving.text import TextAssembler
 
@@ -69,16 +66,23 @@ class Row:
     text: TextAssembler
     max_new_tokens: int
     eos_ids: frozenset[int]
+    group: str = ""  # the loaded model it runs on (model_cache.Placement.group)
+    project: str = ""  # whose request it answers, for a fair share of the engine
+    top_logprobs: int | None = None  # None: no logprobs asked; else how many alternatives each token lists
     generated: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # those not yet delivered
     # Why the row ended: as OpenAI says it, or because its request was cancelled (its client went away).
     finish_reason: FinishReason | Literal["cancelled"] | None = None
 
-    def accept(self, token: int) -> str:
-        """Take the sampled token; answer the text it releases."""
+    def accept(self, token: int, logits: torch.Tensor) -> str:
+        """Take the sampled token (`logits` are the model's own, before any sampling setting); answer the
+        text it releases."""
         self.generated.append(token)
         if token in self.eos_ids:
             self.finish_reason = "stop"
             return self.text.finish()
+        if self.top_logprobs is not None:
+            self.logprobs.append(token_logprob(self.text.tokenizer, token, logits, self.top_logprobs))
         piece = self.text.add(token)
         if self.text.stopped:
             self.finish_reason = "stop"
@@ -86,6 +90,17 @@ class Row:
             self.finish_reason = "length"
             piece += self.text.finish()
         return piece
+
+
+def token_logprob(tokenizer, token: int, logits: torch.Tensor, alternatives: int) -> TokenLogprob:
+    """The token's log-probability under the model (a log-softmax of its logits), and the most likely
+    tokens in its place."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    top = logprobs.topk(alternatives) if alternatives else None
+    return TokenLogprob(
+        token=tokenizer.decode([token]), logprob=float(logprobs[token]),
+        top=[(tokenizer.decode([int(i)]), float(v)) for v, i in zip(*top, strict=True)] if top is not None else [],
+    )
 
 
 def end_of_turn_ids(tokenizer, model) -> frozenset[int]:
@@ -154,44 +169,3 @@ def budget(prompt_ids: list[int], params: SamplingParams, context_length: int, p
             code="context_length_exceeded",
         )
     return params.max_tokens or room
-
-
-def _left_pad(rows: list[Row], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(row.prompt_ids) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for index, row in enumerate(rows):
-        ids[index, width - len(row.prompt_ids):] = torch.tensor(row.prompt_ids)
-        mask[index, width - len(row.prompt_ids):] = 1
-    return ids.to(device), mask.to(device)
-
-
-@torch.inference_mode()
-def generate(model, rows: list[Row], pad_id: int, device: torch.device, mixed_adapters: bool,
-             on_step: Callable[[list[tuple[Row, str]]], None]) -> None:
-    """Run `rows` to their ends. After each step, `on_step` gets each live row with its new text; a row it
-    gives a `finish_reason` ends there."""
-    input_ids, mask = _left_pad(rows, pad_id, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = None
-    live = list(rows)
-    while live:
-        extra = {"adapter_names": [row.adapter for row in live]} if mixed_adapters else {}
-        output = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                       use_cache=True, logits_to_keep=1, **extra)
-        cache = output.cache
-        logits = output.logits[:, -1, :].float()
-        step = [(row, row.accept(row.sampler.pick(logits[index], row.generated))) for index, row in enumerate(live)]
-        on_step(step)  # which may end rows too: those of a request whose client went away
-        keep = [index for index, row in enumerate(live) if row.finish_reason is None]
-        if not keep:
-            return
-        if len(keep) < len(live):
-            kept = torch.tensor(keep, device=device)
-            cache.batch_select_indices(kept)
-            mask, positions = mask[kept], positions[kept]
-            live = [live[index] for index in keep]
-        input_ids = torch.tensor([[row.generated[-1]] for row in live], device=device)
-        mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
-        positions = positions[:, -1:] + 1
-

@@ -5,7 +5,7 @@ come back: the contract between the endpoints (server/endpoints/completions.py),
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from server.completions_protocol import FinishReason
@@ -18,12 +18,14 @@ Prompt = list[dict[str, Any]] | str | list[int]  # chat messages, a text, or tok
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    project: str  # whose request: the engine shares itself fairly between projects
     served: ServedModel
     prompts: Sequence[Prompt]
     n: int
     params: SamplingParams
     chat: bool
     echo: bool = False
+    top_logprobs: int | None = None  # None: no logprobs; else how many alternatives each token lists
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,17 @@ class Started:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: list[tuple[str, float]]  # the most likely tokens at this place, most likely first
+
+
+@dataclass(frozen=True)
 class Piece:
     choice: int
     text: str
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of the tokens generated since the last piece
 
 
 @dataclass(frozen=True)

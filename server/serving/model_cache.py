@@ -9,6 +9,7 @@ Only the engine thread touches this cache.
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,10 @@ def _load(path: str, name: str) -> LoadedModel:
 
 
 class ModelCache:
-    def __init__(self, adapter_slots: int = 8, full_model_slots: int = 2):
+    def __init__(self, adapter_slots: int, full_model_slots: int, in_use: Callable[[], set[str]]):
+        """`in_use` answers the adapters that rows still run on: they are not unloaded to make room, even past
+        `adapter_slots`, as a running row's forward pass needs its adapter."""
+        self.in_use = in_use
         self.adapter_slots = adapter_slots
         self.full_model_slots = full_model_slots
         self._bases: dict[str, LoadedModel] = {}
@@ -144,6 +148,9 @@ class ModelCache:
 
         self._timed(name, load)
         base.adapters[key] = None
-        while len(base.adapters) > self.adapter_slots:
-            oldest, _ = base.adapters.popitem(last=False)
-            base.model.delete_adapter(oldest)
+        in_use = self.in_use() | {key}
+        for unused in [adapter for adapter in base.adapters if adapter not in in_use]:  # oldest first
+            if len(base.adapters) <= self.adapter_slots:
+                break
+            del base.adapters[unused]
+            base.model.delete_adapter(unused)

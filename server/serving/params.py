@@ -7,6 +7,8 @@ from server.completions_protocol import ChatCompletionRequest, ChatMessage, Comp
 from server.errors import invalid_request
 
 MAX_CHOICES = 128
+MAX_TOP_LOGPROBS = 20  # chat's top_logprobs, as OpenAI bounds it
+MAX_COMPLETION_LOGPROBS = 5  # completions' logprobs, as OpenAI bounds it
 MAX_STOP_SEQUENCES = 4
 MAX_TOKEN_ID_DIGITS = 9  # vocabularies stay far below a billion tokens
 SEED_RANGE = (-(2**63), 2**63 - 1)  # a 64-bit integer, as OpenAI documents it and torch's generator takes
@@ -69,6 +71,39 @@ def choice_count(n: int | None) -> int:
     return n or 1
 
 
+def check_rows(prompts: int, n: int, cap: int) -> None:
+    """A request becomes prompts × n rows of generation; past `cap` it is refused before any work."""
+    if prompts * n > cap:
+        raise invalid_request(
+            f"This request asks for {prompts} prompts × n={n} = {prompts * n} completions, more than the {cap} one "
+            "request may ask for (GXFT_MAX_REQUEST_ROWS). Send fewer prompts or a smaller n, or split the request.",
+            param="n" if prompts == 1 else "prompt", code="request_too_large",
+        )
+
+
+def chat_top_logprobs(request: ChatCompletionRequest) -> int | None:
+    """How many alternatives each token lists, or None where logprobs were not asked."""
+    if request.top_logprobs is not None:
+        if not request.logprobs:
+            raise invalid_request("'top_logprobs' needs 'logprobs' set to true.", param="top_logprobs")
+        if not 0 <= request.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise invalid_request(f"Invalid 'top_logprobs': {request.top_logprobs}; it must be from 0 to "
+                                  f"{MAX_TOP_LOGPROBS}.", param="top_logprobs")
+    return (request.top_logprobs or 0) if request.logprobs else None
+
+
+def completion_top_logprobs(request: CompletionRequest) -> int | None:
+    if request.logprobs is None:
+        return None
+    if not 0 <= request.logprobs <= MAX_COMPLETION_LOGPROBS:
+        raise invalid_request(f"Invalid 'logprobs': {request.logprobs}; it must be from 0 to "
+                              f"{MAX_COMPLETION_LOGPROBS}.", param="logprobs")
+    if request.echo:
+        raise invalid_request("'echo' with 'logprobs' (the log-probabilities of the prompt's tokens) is not supported "
+                              "by GXFT's inference server; ask for one of them.", param="logprobs")
+    return request.logprobs
+
+
 def _sampling(request: SamplingRequest, max_tokens: int | None) -> SamplingParams:
     return SamplingParams(
         temperature=_in_range("temperature", request.temperature, 0, 2, 1.0),
@@ -93,8 +128,6 @@ def chat_sampling(request: ChatCompletionRequest) -> SamplingParams:
         raise invalid_request("Give either max_tokens or max_completion_tokens, not both.", param="max_tokens")
     response_format = (request.response_format or {}).get("type", "text")
     _refuse_unsupported({
-        "logprobs": request.logprobs,
-        "top_logprobs": request.top_logprobs,
         "tools": request.tools,
         "functions": request.functions,
         "response_format": response_format != "text",
@@ -110,7 +143,7 @@ def chat_sampling(request: ChatCompletionRequest) -> SamplingParams:
 
 
 def completion_sampling(request: CompletionRequest) -> SamplingParams:
-    _refuse_unsupported({"logprobs": request.logprobs is not None, "suffix": request.suffix})
+    _refuse_unsupported({"suffix": request.suffix})
     if request.best_of is not None and request.best_of != (request.n or 1):
         raise invalid_request("'best_of' other than 'n' is not supported by GXFT's inference server.", param="best_of")
     return _sampling(request, request.max_tokens)
