@@ -63,6 +63,14 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(TINY_PATH)
 
 
+def test_a_base_model_answers_then_its_first_adapter(client, tuned):
+    """The module's first requests: the base model, still without adapters, answers one token (its row ends
+    as it joins); then the first adapter loads onto it (peft wraps the model) and answers."""
+    assert ask(client, TINY, "Hi", max_tokens=1).usage.completion_tokens == 1
+    assert ask(client, tuned["lora"].fine_tuned_model, "Who wrote Hamlet?").choices[0].message.content == \
+        QA["Who wrote Hamlet?"]
+
+
 @pytest.mark.parametrize("kind", ["full", "lora"])
 def test_fine_tuned_model_answers_what_it_learned(client, tuned, tokenizer, kind):
     model = tuned[kind].fine_tuned_model
@@ -442,3 +450,73 @@ def test_unknown_profile_stops_the_server(tmp_path):
         capture_output=True, text=True, timeout=60, cwd=SAMPLE_DATA.parent,
     )
     assert result.returncode == 2 and "Unknown profile 'nope'" in result.stderr and "emulator" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_grad_enabled(False)
+    return AutoModelForCausalLM.from_pretrained(TINY_PATH).eval()
+
+
+def _greedy_ids(model, prompt_ids: list[int], tokens: int) -> list[int]:
+    import torch
+
+    return model.generate(torch.tensor([prompt_ids]), max_new_tokens=tokens, do_sample=False,
+                          suppress_tokens=[2])[0, len(prompt_ids):].tolist()
+
+
+def _forward_logprobs(model, prompt_ids: list[int], generated: list[int]):
+    """The model's own log-softmax at each generated place: one plain forward pass over the whole text."""
+    import torch
+
+    logits = model(torch.tensor([prompt_ids + generated])).logits[0].float()
+    return torch.log_softmax(logits, dim=-1)[len(prompt_ids) - 1:-1]
+
+
+def test_chat_logprobs_are_the_models_own(client, tokenizer, tiny_model):
+    messages = [{"role": "user", "content": "Who wrote Hamlet?"}]
+    answer = client.chat.completions.create(model=TINY, messages=messages, max_tokens=8, logprobs=True,
+                                            top_logprobs=3, temperature=0, logit_bias={"2": -100})
+    content = answer.choices[0].logprobs.content
+    assert len(content) == 8 and "".join(entry.token for entry in content) == answer.choices[0].message.content
+    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                               return_dict=True)["input_ids"]
+    generated = _greedy_ids(tiny_model, prompt_ids, 8)
+    expected = _forward_logprobs(tiny_model, prompt_ids, generated)
+    for place, (entry, token) in enumerate(zip(content, generated, strict=True)):
+        assert entry.token == tokenizer.decode([token]) and entry.bytes == list(entry.token.encode())
+        assert entry.logprob == pytest.approx(float(expected[place, token]), abs=1e-4)
+        top = expected[place].topk(3)
+        assert [alt.token for alt in entry.top_logprobs] == [tokenizer.decode([int(i)]) for i in top.indices]
+        assert [alt.logprob for alt in entry.top_logprobs] == pytest.approx([float(v) for v in top.values], abs=1e-4)
+    # Streamed, each chunk carries the logprobs of its tokens: together, the same list.
+    stream = client.chat.completions.create(model=TINY, messages=messages, max_tokens=8, logprobs=True,
+                                            top_logprobs=3, temperature=0, logit_bias={"2": -100}, stream=True)
+    streamed = [entry for chunk in stream for choice in chunk.choices if choice.logprobs
+                for entry in choice.logprobs.content]
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+    # Without logprobs, none are answered.
+    assert ask(client, TINY, "Hi", max_tokens=2).choices[0].logprobs is None
+
+
+def test_completion_logprobs_in_openais_legacy_shape(client, tokenizer, tiny_model):
+    answer = client.completions.create(model=TINY, prompt="The capital of France is", max_tokens=6, logprobs=2,
+                                       temperature=0, logit_bias={"2": -100})
+    choice = answer.choices[0]
+    logprobs = choice.logprobs
+    assert "".join(logprobs.tokens) == choice.text and len(logprobs.tokens) == 6
+    assert logprobs.text_offset == [sum(len(t) for t in logprobs.tokens[:i]) for i in range(6)]
+    assert all(len(top) <= 2 for top in logprobs.top_logprobs)
+    prompt_ids = tokenizer("The capital of France is", add_special_tokens=False).input_ids
+    generated = _greedy_ids(tiny_model, prompt_ids, 6)
+    assert logprobs.tokens == [tokenizer.decode([token]) for token in generated]
+    expected = _forward_logprobs(tiny_model, prompt_ids, generated)
+    assert logprobs.token_logprobs == pytest.approx([float(expected[i, t]) for i, t in enumerate(generated)], abs=1e-4)
+    for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs, strict=True):
+        assert logprob <= max(top.values()) + 1e-6 and (token not in top or top[token] == pytest.approx(logprob))
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.completions.create(model=TINY, prompt="x", logprobs=6)
+    assert caught.value.param == "logprobs"

@@ -29,12 +29,12 @@ def server_error(exc: Exception) -> APIError:
     return APIError(500, f"Generation failed: {type(exc).__name__}: {exc}", type="server_error")
 
 
-def _too_many_tokens(total: int, cap: int, rows: int) -> APIError:
+def _too_many_tokens(counted: int, prompts: int, of: int, n: int, cap: int) -> APIError:
     return APIError(
-        400, f"This request asks for {total:,} tokens in all (prompt and completion tokens of its {rows} rows, "
-             f"with max_tokens or, where it is not given, the room left in the context), more than the {cap:,} "
-             "tokens one request may take (GXFT_MAX_REQUEST_TOKENS). Set max_tokens, or send fewer prompts or a "
-             "smaller n.",
+        400, f"This request asks for more than the {cap:,} tokens one request may take (GXFT_MAX_REQUEST_TOKENS): "
+             f"its first {prompts} of {of} prompts, times n={n}, already ask for {counted:,} (prompt tokens plus "
+             "max_tokens or, where it is not given, the room left in the context). Set max_tokens, or send fewer "
+             "prompts or a smaller n.",
         param="max_tokens", code="request_too_large",
     )
 
@@ -71,9 +71,7 @@ def rows_for(generation: Generation, placement: Placement, max_request_tokens: i
         prompt_tokens += len(prompt_ids)
         asked_tokens += (len(prompt_ids) + max_new) * request.n
         if asked_tokens > max_request_tokens:
-            total = asked_tokens + sum(request.n * (len(p) if isinstance(p, list) else 1)
-                                       for p in request.prompts[prompt_index + 1:])
-            raise _too_many_tokens(total, max_request_tokens, len(request.prompts) * request.n)
+            raise _too_many_tokens(asked_tokens, prompt_index + 1, len(request.prompts), request.n, max_request_tokens)
         for copy in range(request.n):
             choice = prompt_index * request.n + copy
             if request.echo:
@@ -129,8 +127,9 @@ class ContinuousBatcher:
 
     def step(self) -> None:
         for group, batches in list(self._batches.items()):
-            for batch in list(batches):
-                self._guarded(batch, batch.step)
+            for batch in batches:
+                if batch.rows:
+                    self._guarded(batch, batch.step)
             self._batches[group] = [batch for batch in batches if batch.rows]
         self.queue.drop_cancelled()
         admitted, preempted = self.queue.plan()

@@ -13,32 +13,13 @@ be padded this way; `can_take_newcomers` says so, and the runner starts a batch 
 steps beside this one.
 """
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from server.serving.generation import BASE_ADAPTER, Row
+from server.serving.generation import Row
 from server.serving.model_cache import LoadedModel
 
 Step = list[tuple[Row, str]]  # each row that took a token, with the text that token released
-
-
-@contextlib.contextmanager
-def _adapters_for(loaded: LoadedModel, adapters: set[str]) -> Iterator[bool]:
-    """Set up the model for a forward pass over rows of these adapters; yield whether the rows need
-    peft's per-row (mixed) forward, which is slower than one adapter, or none, for every row."""
-    if not loaded.has_adapters:
-        yield False
-    elif adapters == {BASE_ADAPTER}:
-        with loaded.model.disable_adapter():
-            yield False
-    elif len(adapters) == 1:
-        loaded.model.set_adapter(next(iter(adapters)))
-        yield False
-    else:
-        yield True
 
 
 def _pad_left(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
@@ -116,10 +97,10 @@ class DecodingBatch:
 
     def _forward(self, rows: list[Row], ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
                  cache: DynamicCache | None) -> tuple[torch.Tensor, DynamicCache]:
-        with _adapters_for(self.loaded, {row.adapter for row in rows}) as mixed:
-            extra = {"adapter_names": [row.adapter for row in rows]} if mixed else {}
-            output = self.loaded.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                                       use_cache=True, logits_to_keep=1, **extra)
+        mixed = self.loaded.set_adapters_for({row.adapter for row in rows})
+        extra = {"adapter_names": [row.adapter for row in rows]} if mixed else {}
+        output = self.loaded.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                                   use_cache=True, logits_to_keep=1, **extra)
         return output.logits[:, -1, :].float(), output.cache
 
     @staticmethod

@@ -25,6 +25,8 @@ from server.serving.generation import BASE_ADAPTER, longest_token_bytes
 
 log = logging.getLogger("gxft.serving")
 
+MIXED = "__mixed__"  # rows of several adapters in one forward pass, each naming its own
+
 
 @dataclass
 class LoadedModel:
@@ -33,10 +35,30 @@ class LoadedModel:
     device: torch.device
     longest_token_bytes: int  # for checking a prompt's size before tokenising it
     adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)  # loaded LoRA adapters, oldest first
+    # What the adapter layers are set to: BASE_ADAPTER (disabled), one adapter's name, MIXED, or None (not known,
+    # after an adapter was loaded or deleted). Changing it walks every layer of the model, which costs more than
+    # a decoding step of a small model, so it is changed only when a forward pass needs another setting.
+    adapter_setting: str | None = None
 
     @property
     def has_adapters(self) -> bool:
         return bool(self.adapters)
+
+    def set_adapters_for(self, adapters: set[str]) -> bool:
+        """Set the model up for a forward pass over rows of these adapters; answer whether the rows need peft's
+        per-row (mixed) forward, which is slower than one adapter, or none, for every row."""
+        if not self.has_adapters:
+            return False
+        wanted = next(iter(adapters)) if len(adapters) == 1 else MIXED
+        if wanted != self.adapter_setting:
+            if wanted == BASE_ADAPTER:
+                self.model.base_model.disable_adapter_layers()
+            else:
+                self.model.base_model.enable_adapter_layers()
+                if wanted != MIXED:
+                    self.model.set_adapter(wanted)
+            self.adapter_setting = wanted
+        return wanted == MIXED
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,7 @@ class ModelCache:
             if checkpoint_id in base.adapters and len(base.adapters) > 1:
                 base.model.delete_adapter(checkpoint_id)
                 del base.adapters[checkpoint_id]
+                base.adapter_setting = None
 
     def _timed(self, name: str, load):
         started = time.perf_counter()
@@ -148,9 +171,11 @@ class ModelCache:
 
         self._timed(name, load)
         base.adapters[key] = None
+        base.adapter_setting = None
         in_use = self.in_use() | {key}
         for unused in [adapter for adapter in base.adapters if adapter not in in_use]:  # oldest first
             if len(base.adapters) <= self.adapter_slots:
                 break
             del base.adapters[unused]
             base.model.delete_adapter(unused)
+            base.adapter_setting = None
