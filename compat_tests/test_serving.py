@@ -247,7 +247,7 @@ def test_completions_endpoint(server, client, tuned, tokenizer):
     ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ({"top_logprobs": 2}, "top_logprobs"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "json_object"}}, "messages"),  # json_object needs "json" in the messages
     ({"extra_body": {"frobnicate": True}}, None),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]},
      "messages[0].content"),

@@ -55,6 +55,7 @@ from server.serving.params import (
     completion_prompts,
     completion_sampling,
     completion_top_logprobs,
+    response_format,
 )
 
 _encode = msgspec.json.Encoder().encode
@@ -194,7 +195,7 @@ async def chat_completions(request: Request) -> Response:
     served = svc.catalog.get(project(request), body.model)
     generation = svc.engine.submit(GenerationRequest(
         project=project(request), served=served, prompts=[chat_messages(body.messages)], n=n, params=params,
-        chat=True, top_logprobs=top_logprobs,
+        chat=True, top_logprobs=top_logprobs, response_format=response_format(body),
     ), stream=bool(body.stream))
     completion_id, created = new_id("chatcmpl-"), int(time.time())
     with_logprobs = top_logprobs is not None

@@ -20,6 +20,8 @@ from server.serving.fair_queue import FairQueue
 from server.serving.generation import Row, Sampler, budget, check_text_fits, end_of_turn_ids
 from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, Piece, Started
 from server.serving.model_cache import LoadedModel, ModelCache, Placement
+from server.serving.params import ResponseFormat
+from server.serving.structured_output import GrammarConstraint, compile_schema, grammar_tokenizer
 from server.serving.text import TextAssembler
 
 log = logging.getLogger("gxft.serving")
@@ -39,6 +41,15 @@ def _too_many_tokens(counted: int, prompts: int, of: int, n: int, cap: int) -> A
     )
 
 
+def _grammar(response_format: ResponseFormat | None, loaded: LoadedModel, eos_ids: frozenset[int]) -> str | None:
+    if response_format is None:
+        return None
+    if loaded.grammar_tokenizer is None:
+        loaded.grammar_tokenizer = grammar_tokenizer(loaded.tokenizer, loaded.model.config.get_text_config().vocab_size,
+                                                     eos_ids)
+    return compile_schema(response_format.schema, loaded.grammar_tokenizer, response_format.name)
+
+
 def rows_for(generation: Generation, placement: Placement, max_request_tokens: int) -> tuple[list[Row], Started]:
     """The request's rows: each prompt rendered, tokenised and checked, times `n`. Raises APIError."""
     request = generation.request
@@ -47,6 +58,7 @@ def rows_for(generation: Generation, placement: Placement, max_request_tokens: i
     eos_ids = end_of_turn_ids(tokenizer, loaded.model)
     sampler = Sampler(request.params, loaded.model.config.get_text_config().vocab_size, loaded.device)
     context_length = request.served.base.context_length
+    grammar = _grammar(request.response_format, loaded, eos_ids)
     rows, echoed, prompt_tokens, asked_tokens = [], {}, 0, 0
     param = "messages" if request.chat else "prompt"
     for prompt_index, prompt in enumerate(request.prompts):
@@ -81,6 +93,7 @@ def rows_for(generation: Generation, placement: Placement, max_request_tokens: i
                 sampler=sampler, text=TextAssembler(tokenizer, request.params.stop), max_new_tokens=max_new,
                 eos_ids=eos_ids, group=placement.group, project=request.project,
                 top_logprobs=request.top_logprobs,
+                constraint=GrammarConstraint(loaded.grammar_tokenizer, grammar) if grammar is not None else None,
             ))
     return rows, Started(prompt_tokens=prompt_tokens, echoed=echoed)
 

@@ -105,8 +105,11 @@ class DecodingBatch:
 
     @staticmethod
     def _sample(rows: list[Row], logits: torch.Tensor) -> Step:
-        return [(row, row.accept(row.sampler.pick(logits[index], row.generated), logits[index]))
-                for index, row in enumerate(rows)]
+        step = []
+        for index, row in enumerate(rows):
+            allowed = logits[index] if row.constraint is None else row.constraint.allowed(logits[index])
+            step.append((row, row.accept(row.sampler.pick(allowed, row.generated), logits[index])))
+        return step
 
     def _take(self, newcomers: list[Row], cache: DynamicCache, mask: torch.Tensor, positions: torch.Tensor) -> None:
         if self._cache is None:

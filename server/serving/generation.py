@@ -15,6 +15,7 @@ from server.completions_protocol import FinishReason
 from server.errors import invalid_request
 from server.serving.generation_request import Generation, TokenLogprob
 from server.serving.params import SamplingParams
+from server.serving.structured_output import GrammarConstraint
 from server.serving.text import TextAssembler
 
 BASE_ADAPTER = "__base__"
@@ -69,6 +70,7 @@ class Row:
     group: str = ""  # the loaded model it runs on (model_cache.Placement.group)
     project: str = ""  # whose request it answers, for a fair share of the engine
     top_logprobs: int | None = None  # None: no logprobs asked; else how many alternatives each token lists
+    constraint: GrammarConstraint | None = None  # the grammar its answer follows (structured outputs)
     generated: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)  # those not yet delivered
     # Why the row ended: as OpenAI says it, or because its request was cancelled (its client went away).
@@ -78,6 +80,8 @@ class Row:
         """Take the sampled token (`logits` are the model's own, before any sampling setting); answer the
         text it releases."""
         self.generated.append(token)
+        if self.constraint is not None:
+            self.constraint.take(token)
         if token in self.eos_ids:
             self.finish_reason = "stop"
             return self.text.finish()

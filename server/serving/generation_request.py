@@ -11,7 +11,7 @@ from typing import Any
 from server.completions_protocol import FinishReason
 from server.errors import APIError
 from server.model_catalog import ServedModel
-from server.serving.params import SamplingParams
+from server.serving.params import ResponseFormat, SamplingParams
 
 Prompt = list[dict[str, Any]] | str | list[int]  # chat messages, a text, or token ids
 
@@ -26,6 +26,7 @@ class GenerationRequest:
     chat: bool
     echo: bool = False
     top_logprobs: int | None = None  # None: no logprobs; else how many alternatives each token lists
+    response_format: ResponseFormat | None = None  # a JSON schema every answer follows
 
 
 @dataclass(frozen=True)

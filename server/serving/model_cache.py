@@ -39,6 +39,7 @@ class LoadedModel:
     # after an adapter was loaded or deleted). Changing it walks every layer of the model, which costs more than
     # a decoding step of a small model, so it is changed only when a forward pass needs another setting.
     adapter_setting: str | None = None
+    grammar_tokenizer: Any = None  # llguidance's view of the tokenizer, built on the first structured output
 
     @property
     def has_adapters(self) -> bool:

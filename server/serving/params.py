@@ -126,11 +126,9 @@ def _refuse_unsupported(fields: dict[str, Any]) -> None:
 def chat_sampling(request: ChatCompletionRequest) -> SamplingParams:
     if request.max_tokens is not None and request.max_completion_tokens is not None:
         raise invalid_request("Give either max_tokens or max_completion_tokens, not both.", param="max_tokens")
-    response_format = (request.response_format or {}).get("type", "text")
     _refuse_unsupported({
         "tools": request.tools,
         "functions": request.functions,
-        "response_format": response_format != "text",
         "audio": request.audio,
         "modalities": [m for m in request.modalities or [] if m != "text"],
         "prediction": request.prediction,
@@ -147,6 +145,47 @@ def completion_sampling(request: CompletionRequest) -> SamplingParams:
     if request.best_of is not None and request.best_of != (request.n or 1):
         raise invalid_request("'best_of' other than 'n' is not supported by GXFT's inference server.", param="best_of")
     return _sampling(request, request.max_tokens)
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    name: str
+    schema: dict[str, Any]  # the JSON schema every answer follows
+
+
+def response_format(request: ChatCompletionRequest) -> ResponseFormat | None:
+    """`response_format` as a schema to enforce; None for plain text."""
+    given = request.response_format or {"type": "text"}
+    kind = given.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        if not any("json" in text.lower() for text in _message_texts(request.messages)):
+            raise invalid_request("'messages' must contain the word 'json' in some form, to use 'response_format' "
+                                  "of type 'json_object'.", param="messages")
+        return ResponseFormat(name="json_object", schema={"type": "object"})
+    if kind == "json_schema":
+        spec = given.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise invalid_request("Missing required parameter: 'response_format.json_schema.name'.",
+                                  param="response_format.json_schema.name")
+        schema = spec.get("schema", {})
+        if not isinstance(schema, dict):
+            raise invalid_request("'response_format.json_schema.schema' must be a JSON schema object.",
+                                  param="response_format.json_schema.schema")
+        return ResponseFormat(name=spec["name"], schema=schema)
+    raise invalid_request(f"Invalid 'response_format.type': {kind!r}; expected 'text', 'json_object' or "
+                          "'json_schema'.", param="response_format.type")
+
+
+def _message_texts(messages: list[ChatMessage]) -> list[str]:
+    texts = []
+    for message in messages:
+        if isinstance(message.content, str):
+            texts.append(message.content)
+        elif isinstance(message.content, list):
+            texts.extend(part["text"] for part in message.content if isinstance(part.get("text"), str))
+    return texts
 
 
 def chat_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
