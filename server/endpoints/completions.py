@@ -26,7 +26,10 @@ from server.completions_protocol import (
     CompletionLogprobs,
     CompletionRequest,
     FinishReason,
+    FunctionCall,
     StreamOptions,
+    ToolCall,
+    ToolCallDelta,
     TopLogprob,
     Usage,
 )
@@ -57,6 +60,7 @@ from server.serving.params import (
     completion_top_logprobs,
     response_format,
 )
+from server.serving.tool_calls import ParsedCall, ToolCallParser, tool_use
 
 _encode = msgspec.json.Encoder().encode
 
@@ -135,6 +139,15 @@ async def _gather(request: Request, generation: Generation) -> GatheredChoices |
     return answer.result() if answer.done() and not answer.cancelled() else None
 
 
+def _tool_call(call: ParsedCall) -> ToolCall:
+    return ToolCall(id=call.id, function=FunctionCall(name=call.name, arguments=call.arguments))
+
+
+def _finish_reason(generated: FinishReason, calls: list[ParsedCall]) -> FinishReason:
+    """"tool_calls" where the answer ended on its calls, as OpenAI says it."""
+    return "tool_calls" if calls and generated == "stop" else generated
+
+
 def _include_usage(stream: bool | None, options: StreamOptions | None) -> bool:
     if options is not None and not stream:
         raise invalid_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
@@ -192,26 +205,36 @@ async def chat_completions(request: Request) -> Response:
     include_usage = _include_usage(body.stream, body.stream_options)
     n = choice_count(body.n)
     check_rows(1, n, svc.settings.max_request_rows)
+    tools = tool_use(body.tools, body.tool_choice, body.parallel_tool_calls)
     served = svc.catalog.get(project(request), body.model)
     generation = svc.engine.submit(GenerationRequest(
         project=project(request), served=served, prompts=[chat_messages(body.messages)], n=n, params=params,
         chat=True, top_logprobs=top_logprobs, response_format=response_format(body),
+        tools=tools.tools if tools else None, tool_grammar=tools.grammar() if tools else None,
     ), stream=bool(body.stream))
     completion_id, created = new_id("chatcmpl-"), int(time.time())
     with_logprobs = top_logprobs is not None
+    # With tool_choice "none" the model still reads the tools, and whatever it writes is text.
+    parsers = [ToolCallParser(tools.parallel) for _ in range(n)] if tools and tools.choice != "none" else None
     if not body.stream:
         outcome = await _gather(request, generation)
         if outcome is None:
             return Response(status_code=499)  # nobody is there to read it
+        choices = []
+        for index, text in enumerate(outcome.texts):
+            calls: list[ParsedCall] = []
+            if parsers:
+                text, calls = parsers[index].feed(text)
+                text += parsers[index].finish()
+            choices.append(ChatChoice(
+                index=index, finish_reason=_finish_reason(outcome.finish_reasons[index], calls),
+                message=AssistantMessage(content=(text.strip() or None) if calls else text,
+                                         tool_calls=[_tool_call(call) for call in calls] or None),
+                logprobs=_chat_logprobs(outcome.logprobs[index]) if with_logprobs else None,
+            ))
         return MsgspecResponse(ChatCompletion(
             id=completion_id, created=created, model=body.model, usage=outcome.usage,
-            system_fingerprint=SYSTEM_FINGERPRINT,
-            choices=[
-                ChatChoice(index=index, message=AssistantMessage(content=text),
-                           finish_reason=outcome.finish_reasons[index],
-                           logprobs=_chat_logprobs(outcome.logprobs[index]) if with_logprobs else None)
-                for index, text in enumerate(outcome.texts)
-            ],
+            system_fingerprint=SYSTEM_FINGERPRINT, choices=choices,
         ))
 
     def chunk(choices: list[ChatChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
@@ -222,13 +245,20 @@ async def chat_completions(request: Request) -> Response:
         if isinstance(event, Started):
             return [chunk([ChatChunkChoice(index=i, delta=ChatDelta(role="assistant", content=""))]) for i in range(n)]
         if isinstance(event, Piece):
+            text, calls = parsers[event.choice].feed(event.text) if parsers else (event.text, [])
+            sent = len(parsers[event.choice].calls) - len(calls) if parsers else 0
             return [chunk([ChatChunkChoice(
-                index=event.choice, delta=ChatDelta(content=event.text),
+                index=event.choice, delta=ChatDelta(content=text if text or not calls else None, tool_calls=[
+                    ToolCallDelta(index=sent + offset, id=call.id, function=_tool_call(call).function)
+                    for offset, call in enumerate(calls)] or None),
                 logprobs=_chat_logprobs(event.logprobs) if with_logprobs else None,
             )])]
         if isinstance(event, ChoiceDone):
-            return [chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(),
-                                           finish_reason=event.finish_reason)])]
+            rest = parsers[event.choice].finish() if parsers else ""
+            made = parsers[event.choice].calls if parsers else []
+            held = [chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(content=rest))])] if rest else []
+            return [*held, chunk([ChatChunkChoice(index=event.choice, delta=ChatDelta(),
+                                                  finish_reason=_finish_reason(event.finish_reason, made))])]
         return []
 
     events = await _start(generation)

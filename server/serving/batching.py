@@ -12,16 +12,15 @@ engine runs on another thread, so that a large prompt never holds up the decodin
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from server.errors import APIError
 from server.serving.decoding_batch import DecodingBatch, Step
 from server.serving.fair_queue import FairQueue
 from server.serving.generation import Row, Sampler, budget, check_text_fits, end_of_turn_ids
-from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, Piece, Started
+from server.serving.generation_request import ChoiceDone, Event, Failed, Generation, GenerationRequest, Piece, Started
 from server.serving.model_cache import LoadedModel, ModelCache, Placement
-from server.serving.params import ResponseFormat
-from server.serving.structured_output import GrammarConstraint, compile_schema, grammar_tokenizer
+from server.serving.structured_output import GrammarConstraint, compile_schema, compile_tool_calls, grammar_tokenizer
 from server.serving.text import TextAssembler
 
 log = logging.getLogger("gxft.serving")
@@ -41,13 +40,32 @@ def _too_many_tokens(counted: int, prompts: int, of: int, n: int, cap: int) -> A
     )
 
 
-def _grammar(response_format: ResponseFormat | None, loaded: LoadedModel, eos_ids: frozenset[int]) -> str | None:
-    if response_format is None:
+def _grammar(request: GenerationRequest, loaded: LoadedModel, eos_ids: frozenset[int]) -> str | None:
+    """The grammar every answer follows: the calls tool_choice forces, or response_format's schema."""
+    if request.tool_grammar is None and request.response_format is None:
         return None
     if loaded.grammar_tokenizer is None:
         loaded.grammar_tokenizer = grammar_tokenizer(loaded.tokenizer, loaded.model.config.get_text_config().vocab_size,
                                                      eos_ids)
-    return compile_schema(response_format.schema, loaded.grammar_tokenizer, response_format.name)
+    if request.tool_grammar is not None:
+        return compile_tool_calls(request.tool_grammar, loaded.grammar_tokenizer)
+    assert request.response_format is not None
+    return compile_schema(request.response_format.schema, loaded.grammar_tokenizer, request.response_format.name)
+
+
+def _render(tokenizer, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    try:
+        text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+        if tools and text == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True):
+            raise APIError(400, "This model's chat template cannot render tools: it ignores them, so the model would "
+                                "never see them. Use a model whose chat template supports tools, or leave 'tools' out.",
+                           param="tools")
+    except APIError:
+        raise
+    except Exception as exc:
+        raise APIError(400, f"The model's chat template cannot render these messages: {exc}",
+                       param="messages") from exc
+    return text
 
 
 def rows_for(generation: Generation, placement: Placement, max_request_tokens: int) -> tuple[list[Row], Started]:
@@ -58,17 +76,13 @@ def rows_for(generation: Generation, placement: Placement, max_request_tokens: i
     eos_ids = end_of_turn_ids(tokenizer, loaded.model)
     sampler = Sampler(request.params, loaded.model.config.get_text_config().vocab_size, loaded.device)
     context_length = request.served.base.context_length
-    grammar = _grammar(request.response_format, loaded, eos_ids)
+    grammar = _grammar(request, loaded, eos_ids)
     rows, echoed, prompt_tokens, asked_tokens = [], {}, 0, 0
     param = "messages" if request.chat else "prompt"
     for prompt_index, prompt in enumerate(request.prompts):
         check_text_fits(prompt, loaded.longest_token_bytes, context_length, param)
         if request.chat:
-            try:
-                text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-            except Exception as exc:
-                raise APIError(400, f"The model's chat template cannot render these messages: {exc}",
-                               param="messages") from exc
+            text = _render(tokenizer, cast(list[dict[str, Any]], prompt), request.tools)
             prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         elif isinstance(prompt, str):
             prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]

@@ -27,6 +27,8 @@ class GenerationRequest:
     echo: bool = False
     top_logprobs: int | None = None  # None: no logprobs; else how many alternatives each token lists
     response_format: ResponseFormat | None = None  # a JSON schema every answer follows
+    tools: list[dict[str, Any]] | None = None  # rendered by the chat template
+    tool_grammar: str | None = None  # the calls every answer must make (tool_choice "required" or named)
 
 
 @dataclass(frozen=True)

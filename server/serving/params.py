@@ -127,7 +127,6 @@ def chat_sampling(request: ChatCompletionRequest) -> SamplingParams:
     if request.max_tokens is not None and request.max_completion_tokens is not None:
         raise invalid_request("Give either max_tokens or max_completion_tokens, not both.", param="max_tokens")
     _refuse_unsupported({
-        "tools": request.tools,
         "functions": request.functions,
         "audio": request.audio,
         "modalities": [m for m in request.modalities or [] if m != "text"],

@@ -35,13 +35,19 @@ def compile_schema(schema: dict[str, Any], tokenizer: llguidance.LLTokenizer, na
     """The grammar of a JSON schema; a schema llguidance cannot enforce is a 400 naming what it cannot."""
     grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema),
                                                              defaults={"whitespace_flexible": False})
+    return _checked(grammar, tokenizer, f"Invalid schema for response_format '{name}'", "response_format")
+
+
+def compile_tool_calls(lark: str, tokenizer: llguidance.LLTokenizer) -> str:
+    """The grammar of the tool calls tool_choice forces (tool_calls.py), with the tools' parameter schemas."""
+    return _checked(llguidance.LLMatcher.grammar_from_lark(lark), tokenizer, "Invalid 'tools' parameters", "tools")
+
+
+def _checked(grammar: str, tokenizer: llguidance.LLTokenizer, what: str, param: str) -> str:
     refused, problems = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
     if refused:
-        raise invalid_request(
-            f"Invalid schema for response_format '{name}': GXFT's constrained decoding cannot enforce it: "
-            f"{'; '.join(problems)}",
-            param="response_format",
-        )
+        raise invalid_request(f"{what}: GXFT's constrained decoding cannot enforce it: {'; '.join(problems)}",
+                              param=param)
     return grammar
 
 
