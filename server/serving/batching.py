@@ -189,6 +189,7 @@ class ContinuousBatcher:
             rows = batch.rows + (joining or [])
             for owner in {id(row.owner): row.owner for row in rows}.values():
                 owner.deliver([Failed(server_error(exc))])
+                owner.cancel()  # its rows still waiting, or in other batches, answer nobody now
             batch.remove(batch.rows)
             self.queue.ended(rows)
             return
