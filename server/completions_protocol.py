@@ -110,7 +110,7 @@ class AssistantMessage(msgspec.Struct, kw_only=True):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[ToolCall] | msgspec.UnsetType = msgspec.UNSET  # absent (never null) without calls, per OpenAI
 
 
 class TopLogprob(msgspec.Struct, kw_only=True):

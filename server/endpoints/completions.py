@@ -229,7 +229,7 @@ async def chat_completions(request: Request) -> Response:
             choices.append(ChatChoice(
                 index=index, finish_reason=_finish_reason(outcome.finish_reasons[index], calls),
                 message=AssistantMessage(content=(text.strip() or None) if calls else text,
-                                         tool_calls=[_tool_call(call) for call in calls] or None),
+                                         tool_calls=[_tool_call(call) for call in calls] or msgspec.UNSET),
                 logprobs=_chat_logprobs(outcome.logprobs[index]) if with_logprobs else None,
             ))
         return MsgspecResponse(ChatCompletion(
