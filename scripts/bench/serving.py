@@ -29,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,10 +79,10 @@ def first_token_seconds(client, model: str) -> float:
     raise RuntimeError("no content streamed")
 
 
-def concurrent_tokens_per_second(client, model: str, clients: int, max_tokens: int) -> float:
+def tokens_per_second_at_once(request: Callable[[], int], clients: int) -> float:
+    """Tokens/s of `clients` copies of `request` (which answers its completion tokens) sent at once."""
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(timed_request(client, model, max_tokens)[1]))
-               for _ in range(clients)]
+    threads = [threading.Thread(target=lambda: results.append(request())) for _ in range(clients)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -91,7 +91,12 @@ def concurrent_tokens_per_second(client, model: str, clients: int, max_tokens: i
     return sum(results) / (time.perf_counter() - started)
 
 
-def transformers_tokens_per_second(path: Path, max_tokens: int) -> float:
+def concurrent_tokens_per_second(client, model: str, clients: int, max_tokens: int) -> float:
+    return tokens_per_second_at_once(lambda: timed_request(client, model, max_tokens)[1], clients)
+
+
+def transformers_tokens_per_second(path: Path, max_tokens: int, rows: int = 1) -> float:
+    """transformers' `generate` on `rows` copies of the prompt at once (one static batch), greedy."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -103,14 +108,14 @@ def transformers_tokens_per_second(path: Path, max_tokens: int) -> float:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(torch.device("cpu"))).eval()
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Tell me a long story."}], tokenize=False,
                                            add_generation_prompt=True)
-    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    ids = tokenizer([prompt] * rows, add_special_tokens=False, return_tensors="pt")
     with torch.inference_mode():
-        model.generate(**ids, max_new_tokens=8, do_sample=False)  # warm-up
+        model.generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)  # warm-up
         started = time.perf_counter()
         output = model.generate(**ids, max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id)
         elapsed = time.perf_counter() - started
-    return (output.shape[1] - ids["input_ids"].shape[1]) / elapsed
+    return rows * (output.shape[1] - ids["input_ids"].shape[1]) / elapsed
 
 
 LOAD_KEYS = "sk-chat=chat,sk-long=long,sk-bulk=bulk"
@@ -166,42 +171,15 @@ def short_latency_under_load(server, model: str, samples: int, patience: float) 
 def streams_tokens_per_second(server, model: str, streams: int, tokens: int) -> float:
     """Tokens/s of `streams` streamed answers sent at once, each `tokens` long."""
     client = server.client("sk-chat")
-    counts: list[int] = []
+    timed_request(client, model, 1)  # warm
 
-    def stream() -> None:
+    def stream() -> int:
         chunks = client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "Tell me a long story."}], temperature=0,
             max_tokens=tokens, logit_bias={EOS_TOKEN: -100}, stream=True, stream_options={"include_usage": True})
-        counts.extend(chunk.usage.completion_tokens for chunk in chunks if chunk.usage)
+        return sum(chunk.usage.completion_tokens for chunk in chunks if chunk.usage)
 
-    threads = [threading.Thread(target=stream) for _ in range(streams)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - started)
-
-
-def generate_batch_tokens_per_second(path: Path, rows: int, max_tokens: int) -> float:
-    """transformers' `generate` on `rows` copies of the streams' prompt at once: its own static batch."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from modeling.loading import compute_dtype
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=compute_dtype(torch.device("cpu"))).eval()
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Tell me a long story."}], tokenize=False,
-                                           add_generation_prompt=True)
-    ids = tokenizer([prompt] * rows, add_special_tokens=False, return_tensors="pt")
-    with torch.inference_mode():
-        model.generate(**ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        started = time.perf_counter()
-        output = model.generate(**ids, max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id)
-        elapsed = time.perf_counter() - started
-    return rows * (output.shape[1] - ids["input_ids"].shape[1]) / elapsed
+    return tokens_per_second_at_once(stream, streams)
 
 
 @contextlib.contextmanager
@@ -239,8 +217,8 @@ def batching_figures(model: str, path: Path, baseline_ref: str, streams: int, to
                     server, model, streams, tokens)
             finally:
                 server.stop()
-    figures[f"transformers generate, a batch of {streams} (tokens/s)"] = generate_batch_tokens_per_second(
-        path, streams, tokens)
+    figures[f"transformers generate, a batch of {streams} (tokens/s)"] = transformers_tokens_per_second(
+        path, tokens, rows=streams)
     return figures
 
 
