@@ -36,6 +36,18 @@ def document_with_deviations() -> dict[str, Any]:
     content = document["paths"]["/files/{file_id}/content"]["get"]["responses"]["200"]["content"]
     for media_type in ("application/octet-stream", "text/csv"):
         content[media_type] = {"schema": {"type": "string", "format": "binary"}}
+    # A list's `first_id` and `last_id` are strings, but an empty page has no first or last object: OpenAI answers
+    # null there.
+    for schema in schemas.values():
+        for name in ("first_id", "last_id"):
+            if schema.get("properties", {}).get(name, {}).get("type") == "string":
+                schema["properties"][name] = {"anyOf": [schema["properties"][name], {"type": "null"}]}
+    # A stored completion's messages are the request's, each with its own role (the document's own example answers
+    # "user"); the schema reuses the answer message's, whose role can only be "assistant".
+    stored_message = schemas["ChatCompletionMessageList"]["properties"]["data"]["items"]["allOf"]
+    stored_message[0] = {**schemas["ChatCompletionResponseMessage"], "properties": {
+        **schemas["ChatCompletionResponseMessage"]["properties"],
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool", "function"]}}}
     return document
 
 

@@ -131,6 +131,13 @@ def _model_import(args: argparse.Namespace) -> int:
     return models_import(args)
 
 
+def _metadata_pair(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    return key, value
+
+
 def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
     def leaf(group, name: str, handler: str, help: str) -> argparse.ArgumentParser:
         parser = group.add_parser(name, help=help, description=help, parents=[endpoint])
@@ -149,6 +156,12 @@ def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
     download.add_argument("id")
     download.add_argument("-o", "--output", help="where to save it (default: its file name)")
     leaf(files, "delete", "files_delete", "delete a file").add_argument("id")
+    distil = leaf(files, "from-completions", "files_from_completions",
+                  "build a training file from stored chat completions (store: true), then upload it")
+    distil.add_argument("--metadata", action="append", default=[], type=_metadata_pair, metavar="KEY=VALUE",
+                        help="keep the completions stored with this metadata (repeat: all must match)")
+    distil.add_argument("--model", help="keep the completions of this model")
+    distil.add_argument("-o", "--output", help="write the file here instead of uploading it")
 
     jobs = commands.add_parser("jobs", help="create, watch and manage fine-tuning jobs").add_subparsers(
         dest="jobs_command", required=True)

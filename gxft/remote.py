@@ -2,8 +2,10 @@
 client, so they work against GXFT, OpenAI and Nebius alike."""
 
 import argparse
+import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,60 @@ def files_delete(args, client) -> int:
     deleted = client.files.delete(args.id)
     print_json(deleted) if args.json else print(f"{deleted.id}: deleted")
     return 0
+
+
+def _training_message(stored) -> dict[str, Any]:
+    """A stored request message as a training file holds it: as it was sent, its parts where it had parts."""
+    message = stored.to_dict()
+    message.pop("id", None)
+    if parts := message.pop("content_parts", None):
+        message["content"] = parts
+    return {name: value for name, value in message.items() if value is not None or name == "content"}
+
+
+def completion_rows(client, model: str | None, metadata: dict[str, str]) -> tuple[list[dict], int]:
+    """Training rows of the stored completions that match, one per whole choice, oldest first; and how many
+    choices were left out because they ran out of tokens (a cut answer teaches cutting off)."""
+    filters: dict[str, Any] = {"metadata": metadata} if metadata else {}
+    if model:
+        filters["model"] = model
+    rows, cut = [], 0
+    for completion in client.chat.completions.list(**filters, limit=100):
+        # The SDK types every stored message as the assistant's: read them as they come.
+        messages = [_training_message(message) for message in client.chat.completions.messages.list(
+            completion.id, limit=100)]
+        for choice in completion.choices:
+            if choice.finish_reason == "length":
+                cut += 1
+                continue
+            answer = {name: value for name, value in choice.message.to_dict().items()
+                      if name in ("role", "content", "tool_calls")}
+            row: dict[str, Any] = {"messages": [*messages, answer]}
+            if getattr(completion, "tools", None):  # GXFT keeps them; OpenAI's stored completions may not
+                row["tools"] = completion.tools
+            rows.append(row)
+    return rows, cut
+
+
+def files_from_completions(args, client) -> int:
+    rows, cut = completion_rows(client, args.model, dict(args.metadata))
+    if cut:
+        print(f"left out {cut} choices that ran out of tokens (finish_reason length)", file=sys.stderr)
+    if not rows:
+        print("gxft: no stored completion matches" if not cut else "gxft: no whole answer left to train on",
+              file=sys.stderr)
+        return 1
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"{args.output}: {len(rows)} examples")
+        return 0
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"completions-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        path.write_text(text)
+        print(f"{len(rows)} examples", file=sys.stderr)
+        return files_upload(argparse.Namespace(file=str(path), purpose="fine-tune", no_wait=False, json=args.json),
+                            client)
 
 
 # Jobs

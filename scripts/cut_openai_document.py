@@ -21,6 +21,8 @@ SERVED = {
     "deleteFineTuningCheckpointPermission",
     "listModels", "retrieveModel", "deleteModel",
     "createChatCompletion", "createCompletion",
+    "listChatCompletions", "getChatCompletion", "updateChatCompletion", "deleteChatCompletion",
+    "getChatCompletionMessages",
 }
 
 

@@ -28,6 +28,7 @@ from server.endpoints import (
     fine_tuning,
     internal,
     models,
+    stored_completions,
     uploads,
     webhooks,
 )
@@ -43,6 +44,7 @@ from server.openapi import openapi_json
 from server.request_ids import RequestIdMiddleware
 from server.services import Services
 from server.serving.engine import InferenceEngine
+from server.stored_completions import StoredCompletions
 from server.webhooks.outbox import WebhookOutbox
 from server.webhooks.sender import WebhookSender
 from server.webhooks.subscriptions import WebhookSubscriptions
@@ -54,6 +56,7 @@ from storage.custom_models import CustomModelRepository
 from storage.database import Database
 from storage.files import FileRepository
 from storage.jobs import JobRepository
+from storage.stored_answers import StoredAnswerRepository
 from storage.uploads import UploadRepository
 from storage.webhooks import WebhookRepository
 from storage.workers import WorkerRepository
@@ -110,7 +113,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
             results=results, catalog=ModelCatalog(models, jobs, file_store, results, workers, custom_records),
             custom_models=CustomModels(custom_records, jobs, file_store, models), engine=engine,
             workers=workers, wire_cache=WireCache(jobs), webhooks=WebhookSubscriptions(webhook_records),
-            webhook_sender=webhook_sender,
+            webhook_sender=webhook_sender, stored_completions=StoredCompletions(StoredAnswerRepository(db)),
             checkpoint_permissions=CheckpointPermissions(
                 jobs, PermissionRepository(db), set(settings.api_keys.values()) or {DEFAULT_PROJECT}),
         )
@@ -137,6 +140,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
     return Starlette(
         # Starlette tries routes in order: the ones clients poll (job retrieve and events) come first.
         routes=[*fine_tuning.routes, *files.routes, *uploads.routes, *internal.routes, *completions.routes,
+                *stored_completions.routes,
                 *models.routes, *webhooks.routes, *checkpoint_permissions.routes,
                 *custom_models.routes, *datasets.routes, Route("/healthz", healthz),
                 Route("/openapi.json", openapi_json), *dashboard.routes],

@@ -61,9 +61,9 @@ class ChatCompletionRequest(SamplingRequest, kw_only=True, forbid_unknown_fields
     reasoning_effort: str | None = None
     verbosity: str | None = None
     moderation: dict[str, Any] | None = None
+    store: bool | None = None  # keep the request and its answer for the stored-completions endpoints
+    metadata: dict[str, str] | None = None  # kept with a stored completion, to find it by
     # Accepted and ignored: they change bookkeeping at OpenAI, not the answer.
-    metadata: dict[str, str] | None = None
-    store: bool | None = None
     service_tier: str | None = None
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
@@ -195,3 +195,47 @@ class Completion(msgspec.Struct, kw_only=True):
     choices: list[CompletionChoice]
     usage: Usage | None = None
     system_fingerprint: str
+
+
+class StoredChatCompletion(ChatCompletion, kw_only=True):
+    """A chat completion made with `store: true`, as the stored-completions endpoints give it back."""
+
+    metadata: dict[str, str]
+    tools: list[dict[str, Any]] | None  # the request's, so that the stored exchange can be trained on whole
+
+
+class StoredChatInput(msgspec.Struct, kw_only=True):
+    """What a stored completion keeps of its request."""
+
+    messages: list[ChatMessage]
+    tools: list[dict[str, Any]] | None
+
+
+class StoredChatCompletionListQuery(msgspec.Struct, kw_only=True):
+    model: str | None = None
+    metadata: Annotated[dict[str, str], msgspec.Meta(max_length=16)] = {}  # `metadata[key]=value`: all must match
+    after: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    order: Literal["asc", "desc"] = "asc"
+
+
+class StoredMessage(msgspec.Struct, kw_only=True):
+    """One of a stored completion's request messages; its id is the completion's, a dash and its place."""
+
+    id: str
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | None
+    name: str | None = None
+    content_parts: list[dict[str, Any]] | None = None  # the parts, where the request sent parts
+    tool_calls: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
+    tool_call_id: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class StoredMessageListQuery(msgspec.Struct, kw_only=True):
+    after: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    order: Literal["asc", "desc"] = "asc"
+
+
+class UpdateStoredChatCompletionRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    metadata: dict[str, str] | None  # replaces what was there; null clears it

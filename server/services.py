@@ -16,6 +16,7 @@ from server.jobs.results import JobResults
 from server.jobs.transitions import JobTransitions
 from server.model_catalog import ModelCatalog
 from server.serving.engine import InferenceEngine
+from server.stored_completions import StoredCompletions
 from server.webhooks.sender import WebhookSender
 from server.webhooks.subscriptions import WebhookSubscriptions
 from server.wire_cache import WireCache
@@ -42,6 +43,7 @@ class Services:
     webhooks: WebhookSubscriptions
     webhook_sender: WebhookSender
     checkpoint_permissions: CheckpointPermissions
+    stored_completions: StoredCompletions
 
 
 def services(request: Request) -> Services:

@@ -9,7 +9,7 @@ from contract.ids import new_id
 from contract.literals import TERMINAL_STATUSES, EventLevel, EventType, JobStatus, Method, WeightsKind
 from storage.checkpoint_permissions import SHARED_WITH
 from storage.database import Database, placeholders
-from storage.records import Table
+from storage.records import Table, metadata_filter
 
 
 class JobRecord(msgspec.Struct, kw_only=True):
@@ -129,9 +129,9 @@ class JobRepository:
         params: list[Any] = [project]
         if metadata_null:
             where += " AND metadata IS NULL"
-        for key, value in (metadata or {}).items():
-            where += " AND json_extract(metadata, ?) = ?"
-            params += ['$."' + key.replace('"', '""') + '"', value]
+        metadata_where, metadata_params = metadata_filter(metadata or {})
+        where += metadata_where
+        params += metadata_params
         return JOBS.key_page(self.db, "id, row_version", where, params, after_seq, limit)
 
     def expired_leases(self, now: float) -> list[JobRecord]:

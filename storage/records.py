@@ -18,6 +18,15 @@ from storage.database import Database
 R = TypeVar("R", bound=msgspec.Struct)
 
 
+def metadata_filter(metadata: dict[str, str]) -> tuple[str, list[str]]:
+    """`AND …` conditions (and their parameters) keeping the rows whose JSON `metadata` holds every pair."""
+    where, params = "", []
+    for key, value in metadata.items():
+        where += " AND json_extract(metadata, ?) = ?"
+        params += ['$."' + key.replace('"', '""') + '"', value]
+    return where, params
+
+
 class Table(Generic[R]):
     def __init__(self, name: str, record_type: type[R], json_columns: frozenset[str] = frozenset()):
         self.name = name

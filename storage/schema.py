@@ -246,6 +246,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX custom_models_by_project ON custom_models (project, deleted);
     """,
+    # 14: stored answers: chat completions made with `store: true`, and stored responses (the Responses API),
+    # each with the request's input as it was sent and the answer as it was given.
+    """
+    CREATE TABLE stored_answers (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT    NOT NULL UNIQUE,
+        project    TEXT    NOT NULL,
+        kind       TEXT    NOT NULL,
+        model      TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,
+        metadata   TEXT    NOT NULL,
+        input      TEXT    NOT NULL,
+        answer     TEXT    NOT NULL
+    );
+    CREATE INDEX stored_answers_by_project ON stored_answers (project, kind, model);
+    """,
 ]
 
 

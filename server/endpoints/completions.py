@@ -1,7 +1,6 @@
 """`/v1/chat/completions` and `/v1/completions`: generation with base and fine-tuned models,
 answered whole or streamed as server-sent events."""
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -11,6 +10,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from contract.ids import new_id
+from server.answers import GatheredChoices, gather_whole, taken_on
 from server.completions_protocol import (
     AssistantMessage,
     ChatChoice,
@@ -27,6 +27,7 @@ from server.completions_protocol import (
     CompletionRequest,
     FinishReason,
     FunctionCall,
+    StoredChatInput,
     StreamOptions,
     ToolCall,
     ToolCallDelta,
@@ -35,6 +36,7 @@ from server.completions_protocol import (
 )
 from server.decoding import decode_json
 from server.errors import invalid_request
+from server.metadata import checked_metadata
 from server.openapi import operation
 from server.responses import MsgspecResponse
 from server.services import project, services
@@ -65,36 +67,6 @@ from server.serving.tool_calls import ParsedCall, ToolCallParser, tool_use
 _encode = msgspec.json.Encoder().encode
 
 
-class GatheredChoices:
-    """A generation's events, gathered into whole choices and a token count."""
-
-    def __init__(self, choices: int):
-        self.texts = [""] * choices
-        self.logprobs: list[list[TokenLogprob]] = [[] for _ in range(choices)]
-        self.finish_reasons: list[FinishReason] = ["stop"] * choices
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-
-    def take(self, event: Event) -> None:
-        if isinstance(event, Failed):
-            raise event.error
-        if isinstance(event, Started):
-            self.prompt_tokens = event.prompt_tokens
-            for choice, text in event.echoed.items():
-                self.texts[choice] = text
-        elif isinstance(event, Piece):
-            self.texts[event.choice] += event.text
-            self.logprobs[event.choice].extend(event.logprobs)
-        elif isinstance(event, ChoiceDone):
-            self.finish_reasons[event.choice] = event.finish_reason
-            self.completion_tokens += event.completion_tokens
-
-    @property
-    def usage(self) -> Usage:
-        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-                     total_tokens=self.prompt_tokens + self.completion_tokens)
-
-
 def _chat_logprobs(logprobs: list[TokenLogprob]) -> ChatLogprobs:
     return ChatLogprobs(content=[
         ChatTokenLogprob(token=entry.token, logprob=entry.logprob, bytes=list(entry.token.encode()),
@@ -115,30 +87,6 @@ def _completion_logprobs(logprobs: list[TokenLogprob], text_offset: int) -> Comp
                               top_logprobs=[dict(entry.top) for entry in logprobs], text_offset=offsets)
 
 
-async def _gather(request: Request, generation: Generation) -> GatheredChoices | None:
-    """The whole answer; None if the client went away first, which stops the generation."""
-
-    async def gather() -> GatheredChoices:
-        outcome = GatheredChoices(generation.choices)
-        async for event in generation.events():
-            outcome.take(event)
-        return outcome
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    answer, hang_up = asyncio.ensure_future(gather()), asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({answer, hang_up}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        hang_up.cancel()
-        if not answer.done():  # the client went away, or this handler is being cancelled
-            answer.cancel()
-            generation.cancel()
-    return answer.result() if answer.done() and not answer.cancelled() else None
-
-
 def _tool_call(call: ParsedCall) -> ToolCall:
     return ToolCall(id=call.id, function=FunctionCall(name=call.name, arguments=call.arguments))
 
@@ -155,28 +103,15 @@ def _include_usage(stream: bool | None, options: StreamOptions | None) -> bool:
     return bool(options and options.include_usage)
 
 
-async def _start(generation: Generation) -> AsyncIterator[Event]:
-    """Wait for the request to be taken on (model loaded, prompt tokenised), so that a bad request
-    is still answered with an error status rather than a stream that fails."""
-    events = generation.events()
-    first = await anext(events)
-    if isinstance(first, Failed):
-        raise first.error
-
-    async def replay() -> AsyncIterator[Event]:
-        yield first
-        async for event in events:
-            yield event
-
-    return replay()
-
-
 def _data(payload: object) -> bytes:
     return b"data: " + _encode(payload) + b"\n\n"
 
 
 def _event_stream(generation: Generation, events: AsyncIterator[Event], chunks: Callable[[Event], list],
-                  usage_chunk: Callable[[Usage], object] | None) -> StreamingResponse:
+                  usage_chunk: Callable[[Usage], object] | None,
+                  finished: Callable[[GatheredChoices], None] | None = None) -> StreamingResponse:
+    """`finished` is given the whole answer once it has all been sent."""
+
     async def body() -> AsyncIterator[bytes]:
         outcome = GatheredChoices(generation.choices)
         try:
@@ -189,11 +124,26 @@ def _event_stream(generation: Generation, events: AsyncIterator[Event], chunks: 
                     yield _data(chunk)
             if usage_chunk is not None:
                 yield _data(usage_chunk(outcome.usage))
+            if finished is not None:
+                finished(outcome)
             yield b"data: [DONE]\n\n"
         finally:
             generation.cancel()  # a client that went away stops its generation
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+
+def _chat_choice(outcome: GatheredChoices, index: int, parser: ToolCallParser | None,
+                 with_logprobs: bool) -> ChatChoice:
+    """A whole choice; `parser` has read all of its text, where the request has tools."""
+    calls = parser.calls if parser else []
+    text = parser.content if parser else outcome.texts[index]
+    return ChatChoice(
+        index=index, finish_reason=_finish_reason(outcome.finish_reasons[index], calls),
+        message=AssistantMessage(content=(text.strip() or None) if calls else text,
+                                 tool_calls=[_tool_call(call) for call in calls] or msgspec.UNSET),
+        logprobs=_chat_logprobs(outcome.logprobs[index]) if with_logprobs else None,
+    )
 
 
 @operation("Chat with a base or fine-tuned model", body=ChatCompletionRequest, response=ChatCompletion, streams=True)
@@ -206,6 +156,7 @@ async def chat_completions(request: Request) -> Response:
     n = choice_count(body.n)
     check_rows(1, n, svc.settings.max_request_rows)
     tools = tool_use(body.tools, body.tool_choice, body.parallel_tool_calls)
+    metadata = checked_metadata(body.metadata)
     served = svc.catalog.get(project(request), body.model)
     generation = svc.engine.submit(GenerationRequest(
         project=project(request), served=served, prompts=[chat_messages(body.messages)], n=n, params=params,
@@ -216,26 +167,30 @@ async def chat_completions(request: Request) -> Response:
     with_logprobs = top_logprobs is not None
     # With tool_choice "none" the model still reads the tools, and whatever it writes is text.
     parsers = [ToolCallParser(tools.parallel) for _ in range(n)] if tools and tools.choice != "none" else None
+
+    def whole(outcome: GatheredChoices) -> ChatCompletion:
+        return ChatCompletion(
+            id=completion_id, created=created, model=body.model, usage=outcome.usage,
+            system_fingerprint=SYSTEM_FINGERPRINT,
+            choices=[_chat_choice(outcome, index, parsers[index] if parsers else None, with_logprobs)
+                     for index in range(n)],
+        )
+
+    def store(completion: ChatCompletion) -> None:
+        svc.stored_completions.store(project(request), StoredChatInput(messages=body.messages, tools=body.tools),
+                                     metadata, completion)
+
     if not body.stream:
-        outcome = await _gather(request, generation)
+        outcome = await gather_whole(request, generation)
         if outcome is None:
             return Response(status_code=499)  # nobody is there to read it
-        choices = []
-        for index, text in enumerate(outcome.texts):
-            calls: list[ParsedCall] = []
-            if parsers:
-                text, calls = parsers[index].feed(text)
-                text += parsers[index].finish()
-            choices.append(ChatChoice(
-                index=index, finish_reason=_finish_reason(outcome.finish_reasons[index], calls),
-                message=AssistantMessage(content=(text.strip() or None) if calls else text,
-                                         tool_calls=[_tool_call(call) for call in calls] or msgspec.UNSET),
-                logprobs=_chat_logprobs(outcome.logprobs[index]) if with_logprobs else None,
-            ))
-        return MsgspecResponse(ChatCompletion(
-            id=completion_id, created=created, model=body.model, usage=outcome.usage,
-            system_fingerprint=SYSTEM_FINGERPRINT, choices=choices,
-        ))
+        for index, parser in enumerate(parsers or ()):
+            parser.feed(outcome.texts[index])
+            parser.finish()
+        answer = whole(outcome)
+        if body.store:
+            store(answer)
+        return MsgspecResponse(answer)
 
     def chunk(choices: list[ChatChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(id=completion_id, created=created, model=body.model, choices=choices, usage=usage,
@@ -261,8 +216,9 @@ async def chat_completions(request: Request) -> Response:
                                                   finish_reason=_finish_reason(event.finish_reason, made))])]
         return []
 
-    events = await _start(generation)
-    return _event_stream(generation, events, chunks, (lambda usage: chunk([], usage)) if include_usage else None)
+    events = await taken_on(generation)
+    return _event_stream(generation, events, chunks, (lambda usage: chunk([], usage)) if include_usage else None,
+                         (lambda outcome: store(whole(outcome))) if body.store else None)
 
 
 @operation("Complete a text prompt", body=CompletionRequest, response=Completion, streams=True)
@@ -288,7 +244,7 @@ async def completions(request: Request) -> Response:
                           system_fingerprint=SYSTEM_FINGERPRINT)
 
     if not body.stream:
-        outcome = await _gather(request, generation)
+        outcome = await gather_whole(request, generation)
         if outcome is None:
             return Response(status_code=499)  # nobody is there to read it
         return MsgspecResponse(completion(
@@ -313,7 +269,7 @@ async def completions(request: Request) -> Response:
                                                  finish_reason=event.finish_reason)])]
         return []
 
-    events = await _start(generation)
+    events = await taken_on(generation)
     return _event_stream(generation, events, chunks, (lambda usage: completion([], usage)) if include_usage else None)
 
 

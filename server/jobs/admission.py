@@ -25,6 +25,7 @@ from server.config import Settings
 from server.errors import APIError, invalid_request, quota_exceeded
 from server.files.store import FileStore
 from server.hyperparameters import hyperparameters_param, parse_requested
+from server.metadata import checked_metadata
 from server.protocol import CreateFineTuningJobRequest, HfEntry
 from server.worker_roster import WorkerRoster
 from storage.files import FileRecord
@@ -274,16 +275,7 @@ class JobAdmission:
             )
         if request.seed is not None and not 0 <= request.seed <= MAX_SEED:
             raise invalid_request(f"seed must be an integer from 0 to {MAX_SEED}.", param="seed")
-        if request.metadata is not None:
-            if len(request.metadata) > 16:
-                raise invalid_request("metadata can hold at most 16 keys.", param="metadata")
-            for key, value in request.metadata.items():
-                if len(key) > 64:
-                    raise invalid_request(f"metadata key {key[:20]!r}… is longer than 64 characters.",
-                                          param="metadata")
-                if len(value) > 512:
-                    raise invalid_request(f"metadata value of {key!r} is longer than 512 characters.",
-                                          param="metadata")
+        checked_metadata(request.metadata)
         if request.integrations is not None and len(request.integrations) > MAX_INTEGRATIONS:
             raise invalid_request(f"At most {MAX_INTEGRATIONS} integrations can be given.", param="integrations")
         for index, integration in enumerate(request.integrations or ()):

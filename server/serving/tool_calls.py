@@ -103,6 +103,7 @@ class ToolCallParser:
     def __init__(self, parallel: bool):
         self.parallel = parallel
         self.calls: list[ParsedCall] = []
+        self.content = ""  # all the content given out so far
         self._held = ""
 
     def feed(self, text: str) -> tuple[str, list[ParsedCall]]:
@@ -128,11 +129,13 @@ class ToolCallParser:
                 calls.append(call)
                 self.calls.append(call)
             self._held = self._held[end + len(CLOSE):]
+        self.content += content
         return content, calls
 
     def finish(self) -> str:
         """What is still held back, once the answer has ended: an unfinished call is text."""
         rest, self._held = self._held, ""
+        self.content += rest
         return rest
 
 
