@@ -28,6 +28,7 @@ from server.endpoints import (
     fine_tuning,
     internal,
     models,
+    responses_api,
     stored_completions,
     uploads,
     webhooks,
@@ -42,6 +43,7 @@ from server.jobs.transitions import JobTransitions
 from server.model_catalog import ModelCatalog
 from server.openapi import openapi_json
 from server.request_ids import RequestIdMiddleware
+from server.responses_api.store import StoredResponses
 from server.services import Services
 from server.serving.engine import InferenceEngine
 from server.stored_completions import StoredCompletions
@@ -103,6 +105,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
                                      WebhookOutbox(webhook_records))
         webhook_sender = WebhookSender(webhook_records, settings.webhook_retry_seconds)
         custom_records = CustomModelRepository(db)
+        stored_answers = StoredAnswerRepository(db)
         engine = InferenceEngine(max_running_rows=settings.max_running_rows, adapter_slots=settings.adapter_slots,
                                  full_model_slots=settings.full_model_slots,
                                  max_request_tokens=settings.max_request_tokens)
@@ -113,7 +116,8 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
             results=results, catalog=ModelCatalog(models, jobs, file_store, results, workers, custom_records),
             custom_models=CustomModels(custom_records, jobs, file_store, models), engine=engine,
             workers=workers, wire_cache=WireCache(jobs), webhooks=WebhookSubscriptions(webhook_records),
-            webhook_sender=webhook_sender, stored_completions=StoredCompletions(StoredAnswerRepository(db)),
+            webhook_sender=webhook_sender, stored_completions=StoredCompletions(stored_answers),
+            stored_responses=StoredResponses(stored_answers),
             checkpoint_permissions=CheckpointPermissions(
                 jobs, PermissionRepository(db), set(settings.api_keys.values()) or {DEFAULT_PROJECT}),
         )
@@ -140,7 +144,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
     return Starlette(
         # Starlette tries routes in order: the ones clients poll (job retrieve and events) come first.
         routes=[*fine_tuning.routes, *files.routes, *uploads.routes, *internal.routes, *completions.routes,
-                *stored_completions.routes,
+                *stored_completions.routes, *responses_api.routes,
                 *models.routes, *webhooks.routes, *checkpoint_permissions.routes,
                 *custom_models.routes, *datasets.routes, Route("/healthz", healthz),
                 Route("/openapi.json", openapi_json), *dashboard.routes],

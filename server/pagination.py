@@ -23,3 +23,10 @@ def list_page(items: Sequence[T], ids: Sequence[str], has_more: bool) -> ListPag
     """A page of items, each with its id (the items may be encoded answers, which name no id themselves)."""
     return ListPage(data=list(items), has_more=has_more, first_id=ids[0] if ids else None,
                     last_id=ids[-1] if ids else None)
+
+
+def slice_page(items: Sequence[T], ids: Sequence[str], after: str | None, limit: int) -> ListPage[T]:
+    """A page of a list held whole, in the order given: the `limit` items after the one whose id is `after`."""
+    position = after_cursor(after, lambda item_id: ids.index(item_id) if item_id in ids else None)
+    start = 0 if position is None else position + 1
+    return list_page(items[start:start + limit], ids[start:start + limit], start + limit < len(items))

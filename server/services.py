@@ -15,6 +15,7 @@ from server.jobs.admission import JobAdmission
 from server.jobs.results import JobResults
 from server.jobs.transitions import JobTransitions
 from server.model_catalog import ModelCatalog
+from server.responses_api.store import StoredResponses
 from server.serving.engine import InferenceEngine
 from server.stored_completions import StoredCompletions
 from server.webhooks.sender import WebhookSender
@@ -44,6 +45,7 @@ class Services:
     webhook_sender: WebhookSender
     checkpoint_permissions: CheckpointPermissions
     stored_completions: StoredCompletions
+    stored_responses: StoredResponses
 
 
 def services(request: Request) -> Services:

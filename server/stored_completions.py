@@ -14,7 +14,7 @@ from server.completions_protocol import (
 )
 from server.errors import not_found
 from server.metadata import checked_metadata
-from server.pagination import after_cursor, list_page
+from server.pagination import after_cursor, list_page, slice_page
 from server.protocol import ListPage
 from storage.stored_answers import StoredAnswerRecord, StoredAnswerRepository
 
@@ -74,11 +74,7 @@ class StoredCompletions:
                     for index, message in enumerate(_input.decode(record.input).messages)]
         if query.order == "desc":
             messages.reverse()
-        ids = [message.id for message in messages]
-        start = after_cursor(query.after, lambda message_id: ids.index(message_id) if message_id in ids else None)
-        start = 0 if start is None else start + 1
-        page = messages[start:start + query.limit]
-        return list_page(page, [message.id for message in page], start + query.limit < len(messages))
+        return slice_page(messages, [message.id for message in messages], query.after, query.limit)
 
     def update(self, project: str, completion_id: str, metadata: dict[str, str] | None) -> StoredChatCompletion:
         record = self._record(project, completion_id)

@@ -104,7 +104,7 @@ def completion_top_logprobs(request: CompletionRequest) -> int | None:
     return request.logprobs
 
 
-def _sampling(request: SamplingRequest, max_tokens: int | None) -> SamplingParams:
+def sampling_params(request: SamplingRequest, max_tokens: int | None) -> SamplingParams:
     return SamplingParams(
         temperature=_in_range("temperature", request.temperature, 0, 2, 1.0),
         top_p=_in_range("top_p", request.top_p, 0, 1, 1.0),
@@ -136,14 +136,14 @@ def chat_sampling(request: ChatCompletionRequest) -> SamplingParams:
     })
     if not request.messages:
         raise invalid_request("'messages' must contain at least one message.", param="messages")
-    return _sampling(request, request.max_completion_tokens or request.max_tokens)
+    return sampling_params(request, request.max_completion_tokens or request.max_tokens)
 
 
 def completion_sampling(request: CompletionRequest) -> SamplingParams:
     _refuse_unsupported({"suffix": request.suffix})
     if request.best_of is not None and request.best_of != (request.n or 1):
         raise invalid_request("'best_of' other than 'n' is not supported by GXFT's inference server.", param="best_of")
-    return _sampling(request, request.max_tokens)
+    return sampling_params(request, request.max_tokens)
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def response_format(request: ChatCompletionRequest) -> ResponseFormat | None:
     if kind == "text":
         return None
     if kind == "json_object":
-        if not any("json" in text.lower() for text in _message_texts(request.messages)):
+        if not any("json" in text.lower() for text in message_texts(request.messages)):
             raise invalid_request("'messages' must contain the word 'json' in some form, to use 'response_format' "
                                   "of type 'json_object'.", param="messages")
         return ResponseFormat(name="json_object", schema={"type": "object"})
@@ -177,7 +177,7 @@ def response_format(request: ChatCompletionRequest) -> ResponseFormat | None:
                           "'json_schema'.", param="response_format.type")
 
 
-def _message_texts(messages: list[ChatMessage]) -> list[str]:
+def message_texts(messages: list[ChatMessage]) -> list[str]:
     texts = []
     for message in messages:
         if isinstance(message.content, str):
