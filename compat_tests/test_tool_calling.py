@@ -112,3 +112,41 @@ def test_bad_tool_requests_are_400s(client, options, param):
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=TINY, messages=[{"role": "user", "content": "Hi"}], tool_choice="required")
     assert caught.value.param == "tool_choice"
+
+
+RESPONSES_TOOLS = [{"type": "function", "name": tool["function"]["name"],
+                    "description": tool["function"]["description"], "parameters": tool["function"]["parameters"]}
+                   for tool in TOOLS]
+
+
+def test_through_the_responses_api_the_model_calls_reads_the_output_and_answers(client, tool_model):
+    """The agent loop as OpenAI's Responses guide writes it: a function_call item, its output sent back with
+    previous_response_id, and the trained answer; streamed, the call comes as its typed events."""
+    first = client.responses.create(model=tool_model, input=ASK.format("Oslo"), tools=RESPONSES_TOOLS, temperature=0)
+    call, = first.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Oslo"}
+    assert call.call_id.startswith("call_") and call.id.startswith("fc_") and first.status == "completed"
+    assert first.tools[0].name == "get_weather" and first.tools[0].type == "function"
+    answer = client.responses.create(model=tool_model, previous_response_id=first.id, tools=RESPONSES_TOOLS,
+                                     temperature=0, input=[{"type": "function_call_output", "call_id": call.call_id,
+                                                            "output": "18 C and sunny"}])
+    assert answer.output_text == "It is 18 C and sunny in Oslo."
+
+    with client.responses.stream(model=tool_model, input=ASK.format("Rome"), tools=RESPONSES_TOOLS,
+                                 temperature=0) as stream:
+        types = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert types[2:-1] == ["response.output_item.added", "response.function_call_arguments.delta",
+                           "response.function_call_arguments.done", "response.output_item.done"]
+    streamed, = final.output
+    assert streamed.type == "function_call" and json.loads(streamed.arguments) == {"city": "Rome"}
+    none = client.responses.create(model=tool_model, input=ASK.format("Paris"), tools=RESPONSES_TOOLS,
+                                   tool_choice="none", temperature=0)
+    assert [item.type for item in none.output] == ["message"] and "<tool_call>" in none.output_text
+    forced = client.responses.create(model=TINY, input=ASK.format("Paris"), tools=[
+        {"type": "function", "name": tool["function"]["name"], "parameters": tool["function"]["parameters"]}
+        for tool in BOUNDED_TOOLS], tool_choice={"type": "function", "name": "get_weather"},
+        parallel_tool_calls=False, temperature=1, max_output_tokens=300)
+    assert [(item.type, item.name) for item in forced.output] == [("function_call", "get_weather")]
+    assert set(json.loads(forced.output[0].arguments)) == {"city"}

@@ -23,6 +23,7 @@ SERVED = {
     "createChatCompletion", "createCompletion",
     "listChatCompletions", "getChatCompletion", "updateChatCompletion", "deleteChatCompletion",
     "getChatCompletionMessages",
+    "createResponse", "getResponse", "deleteResponse", "cancelResponse", "listInputItems",
 }
 
 

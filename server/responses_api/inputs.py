@@ -156,9 +156,11 @@ def chat_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | Non
                 param=f"tools[{index}].type")
         if not isinstance(tool.get("name"), str) or not tool["name"]:
             raise invalid_request(f"Missing required parameter: 'tools[{index}].name'.", param=f"tools[{index}].name")
-        function = {"name": tool["name"], "parameters": tool.get("parameters") or {"type": "object"}}
+        # In chat's own order, so that the template renders the tools as a chat request (and training) does.
+        function: dict[str, Any] = {"name": tool["name"]}
         if tool.get("description") is not None:
             function["description"] = tool["description"]
+        function["parameters"] = tool.get("parameters") or {"type": "object"}
         chat.append({"type": "function", "function": function})
     return chat or None
 

@@ -166,17 +166,17 @@ class Response(msgspec.Struct, kw_only=True):
 
 
 class RetrieveResponseQuery(msgspec.Struct, kw_only=True):
-    include: list[str] | None = None
-    stream: bool | None = None  # replays a background response's events at OpenAI; refused here
-    starting_after: int | None = None
-    include_obfuscation: bool | None = None
+    include: list[str] = []
+    stream: bool = False  # replays a background response's events at OpenAI; refused here
+    starting_after: int = 0
+    include_obfuscation: bool = False
 
 
 class InputItemListQuery(msgspec.Struct, kw_only=True):
     after: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
     order: Literal["asc", "desc"] = "desc"
-    include: list[str] | None = None
+    include: list[str] = []
 
 
 class StoredResponseInput(msgspec.Struct, kw_only=True):
