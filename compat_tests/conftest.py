@@ -12,6 +12,7 @@ from compat_tests.server_process import ServerProcess
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 
 
+TOOL_CITIES = ["Paris", "Oslo", "Rome", "Lima"]  # few, so that the tiny model learns which city each asks for
 MEASUREMENTS: list[str] = []
 
 
@@ -50,6 +51,38 @@ def start_server(tmp_path):
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def qa_model(server) -> str:
+    """gxft/tiny-chat with a LoRA adapter that learned test_serving's two answers: the fine-tuned model that several
+    modules' serving tests call. (Imported here, not at the top: those test modules import this one.)"""
+    from compat_tests.test_fine_tuning import TINY, wait_done
+    from compat_tests.test_serving import RECIPE, qa_file
+
+    client = server.client()
+    job = wait_done(client, client.fine_tuning.jobs.create(
+        model=TINY, training_file=qa_file(client).id, seed=0, suffix="qa",
+        hyperparameters={**RECIPE, "lora": True}).id, patience=180)
+    assert job.status == "succeeded", job.error
+    return job.fine_tuned_model
+
+
+@pytest.fixture(scope="session")
+def tool_model(server) -> str:
+    """gxft/tiny-chat fine-tuned (all its weights) on tool-calling conversations of four cities: it calls
+    get_weather with the city asked for, and answers the tool's result with a trained sentence."""
+    from compat_tests.test_files import jsonl, processed
+    from compat_tests.test_fine_tuning import TINY, wait_done
+    from compat_tests.test_training_methods import tool_row
+
+    client = server.client()
+    training = processed(client, jsonl(tool_row(city) for city in TOOL_CITIES * 5), "tools.jsonl")
+    job = wait_done(client, client.fine_tuning.jobs.create(
+        model=TINY, training_file=training.id, seed=0, suffix="tools",
+        hyperparameters={"n_epochs": 30, "batch_size": 2, "learning_rate": 3e-3, "lora": False}).id, patience=300)
+    assert job.status == "succeeded", job.error
+    return job.fine_tuned_model
 
 
 @pytest.fixture

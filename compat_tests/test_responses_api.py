@@ -12,20 +12,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from compat_tests.server_process import ServerProcess
-from compat_tests.test_fine_tuning import TINY, wait_done
-from compat_tests.test_serving import QA, RECIPE, qa_file
+from compat_tests.test_fine_tuning import TINY
+from compat_tests.test_serving import QA
 
 QUESTION, ANSWER = next(iter(QA.items()))
-
-
-@pytest.fixture(scope="module")
-def qa_model(server):
-    client = server.client()
-    job = wait_done(client, client.fine_tuning.jobs.create(
-        model=TINY, training_file=qa_file(client).id, seed=0, suffix="responses",
-        hyperparameters={**RECIPE, "lora": True}).id, patience=180)
-    assert job.status == "succeeded", job.error
-    return job.fine_tuned_model
 
 
 @pytest.fixture(scope="module")

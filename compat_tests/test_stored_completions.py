@@ -10,7 +10,7 @@ import pytest
 from compat_tests.server_process import ServerProcess
 from compat_tests.test_cli import gxft, ok
 from compat_tests.test_fine_tuning import TINY, wait_done
-from compat_tests.test_serving import QA, RECIPE, ask, qa_file
+from compat_tests.test_serving import QA, RECIPE, ask
 
 
 @pytest.fixture(scope="module")
@@ -106,25 +106,21 @@ def test_stored_completion_mistakes_are_clear_400s_and_404s(keyed):
     assert "Traceback" not in keyed.log()
 
 
-def test_distillation_loop_stored_answers_teach_a_student(server, tmp_path):
+def test_distillation_loop_stored_answers_teach_a_student(server, qa_model, tmp_path):
     """The teacher answers with `store: true`; `gxft files from-completions` turns the answers tagged for this run
     into a training file, uploads it and waits for it to validate; a student trained on it answers as the teacher."""
     client = server.client()
-    teacher = wait_done(client, client.fine_tuning.jobs.create(
-        model=TINY, training_file=qa_file(client).id, seed=0, suffix="teacher",
-        hyperparameters={**RECIPE, "lora": True}).id, patience=180)
-    assert teacher.status == "succeeded", teacher.error
     for question in QA:
         for _ in range(5):  # ten examples: the fewest a training file may hold
-            ask(client, teacher.fine_tuned_model, question, store=True, metadata={"distil": "qa-run"})
-        assert ask(client, teacher.fine_tuned_model, question).choices[0].message.content == QA[question]
+            ask(client, qa_model, question, store=True, metadata={"distil": "qa-run"})
+        assert ask(client, qa_model, question).choices[0].message.content == QA[question]
     ask(client, TINY, "an untagged question", store=True, max_tokens=2, metadata={"distil": "other"})
     before = {question: ask(client, TINY, question, max_tokens=16).choices[0].message.content for question in QA}
     assert all(before[question] != QA[question] for question in QA)
 
     written = tmp_path / "distilled.jsonl"
     assert "10 examples" in ok(gxft(server, "files", "from-completions", "--metadata", "distil=qa-run",
-                                    "--model", teacher.fine_tuned_model, "-o", str(written)))
+                                    "--model", qa_model, "-o", str(written)))
     assert len(written.read_text().splitlines()) == 10
     uploaded = ok(gxft(server, "files", "from-completions", "--metadata", "distil=qa-run"))
     file_id = uploaded.split()[0]

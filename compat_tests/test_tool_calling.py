@@ -8,29 +8,16 @@ import json
 import openai
 import pytest
 
-from compat_tests.test_files import jsonl, processed
-from compat_tests.test_fine_tuning import TINY, wait_done
-from compat_tests.test_training_methods import TOOLS, tool_row
+from compat_tests.test_fine_tuning import TINY
+from compat_tests.test_training_methods import TOOLS
 
 ASK = "What is the weather in {}?"
-CITIES = ["Paris", "Oslo", "Rome", "Lima"]  # few, so that the tiny model learns which city each asks for
 # For the untrained model: a bounded string, or a random model writes one string until max_tokens.
 BOUNDED_TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
                                           "required": ["city"], "additionalProperties": False}}},
                  {"type": "function", "function": {"name": "get_time", "parameters": {
                      "type": "object", "properties": {}, "additionalProperties": False}}}]
-
-
-@pytest.fixture(scope="module")
-def tool_model(server):
-    client = server.client()
-    training = processed(client, jsonl(tool_row(city) for city in CITIES * 5), "tools.jsonl")
-    job = wait_done(client, client.fine_tuning.jobs.create(
-        model=TINY, training_file=training.id, seed=0, suffix="tools",
-        hyperparameters={"n_epochs": 30, "batch_size": 2, "learning_rate": 3e-3, "lora": False}).id, patience=300)
-    assert job.status == "succeeded", job.error
-    return job.fine_tuned_model
 
 
 def _ask(client, model: str, city: str, **options):
