@@ -24,6 +24,7 @@ SERVED = {
     "listChatCompletions", "getChatCompletion", "updateChatCompletion", "deleteChatCompletion",
     "getChatCompletionMessages",
     "createResponse", "getResponse", "deleteResponse", "cancelResponse", "listInputItems",
+    "runGrader", "validateGrader",
 }
 
 

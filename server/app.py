@@ -26,6 +26,7 @@ from server.endpoints import (
     datasets,
     files,
     fine_tuning,
+    graders,
     internal,
     models,
     responses_api,
@@ -37,6 +38,7 @@ from server.errors import APIError, handle_api_error, handle_http_exception, han
 from server.files.store import FileStore
 from server.files.uploads import Uploads
 from server.files.validation import FileValidator
+from server.graders import Graders
 from server.jobs.admission import JobAdmission
 from server.jobs.results import JobResults
 from server.jobs.transitions import JobTransitions
@@ -109,15 +111,16 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
         engine = InferenceEngine(max_running_rows=settings.max_running_rows, adapter_slots=settings.adapter_slots,
                                  full_model_slots=settings.full_model_slots,
                                  max_request_tokens=settings.max_request_tokens)
+        catalog = ModelCatalog(models, jobs, file_store, results, workers, custom_records)
         app.state.services = Services(
             settings=settings, files=file_store, uploads=upload_store, file_validator=validator, jobs=jobs,
             registry=models,
             admission=JobAdmission(settings, jobs, file_store, models, workers, queue), transitions=transitions,
-            results=results, catalog=ModelCatalog(models, jobs, file_store, results, workers, custom_records),
+            results=results, catalog=catalog,
             custom_models=CustomModels(custom_records, jobs, file_store, models), engine=engine,
             workers=workers, wire_cache=WireCache(jobs), webhooks=WebhookSubscriptions(webhook_records),
             webhook_sender=webhook_sender, stored_completions=StoredCompletions(stored_answers),
-            stored_responses=StoredResponses(stored_answers),
+            stored_responses=StoredResponses(stored_answers), graders=Graders(settings, catalog, engine),
             checkpoint_permissions=CheckpointPermissions(
                 jobs, PermissionRepository(db), set(settings.api_keys.values()) or {DEFAULT_PROJECT}),
         )
@@ -144,7 +147,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
     return Starlette(
         # Starlette tries routes in order: the ones clients poll (job retrieve and events) come first.
         routes=[*fine_tuning.routes, *files.routes, *uploads.routes, *internal.routes, *completions.routes,
-                *stored_completions.routes, *responses_api.routes,
+                *stored_completions.routes, *responses_api.routes, *graders.routes,
                 *models.routes, *webhooks.routes, *checkpoint_permissions.routes,
                 *custom_models.routes, *datasets.routes, Route("/healthz", healthz),
                 Route("/openapi.json", openapi_json), *dashboard.routes],

@@ -64,6 +64,7 @@ class Settings(msgspec.Struct, kw_only=True):
     max_running_rows: int = 32  # rows the inference engine decodes at once, over every model and project
     max_request_rows: int = 1024  # prompts × n of one request
     max_request_tokens: int = 1 << 20  # prompt and completion tokens of one request's rows, all together
+    python_grader_seconds: float = 120.0  # a python grader's wall time per sample, OpenAI's 2 minutes
     head_timeout_seconds: float = 10.0
     body_idle_seconds: float = 30.0
     body_grace_seconds: float = 10.0
@@ -197,6 +198,7 @@ def load_settings(
         max_running_rows=_env_number("GXFT_MAX_RUNNING_ROWS", 32, 1),
         max_request_rows=_env_number("GXFT_MAX_REQUEST_ROWS", 1024, 1),
         max_request_tokens=_env_number("GXFT_MAX_REQUEST_TOKENS", 1 << 20, 1),
+        python_grader_seconds=_env_number("GXFT_PYTHON_GRADER_SECONDS", 120.0, 0.1),
         head_timeout_seconds=_env_number("GXFT_HEAD_TIMEOUT_SECONDS", 10.0, 0.1),
         body_idle_seconds=_env_number("GXFT_BODY_IDLE_SECONDS", 30.0, 0.1),
         body_grace_seconds=_env_number("GXFT_BODY_GRACE_SECONDS", 10.0, 0.0),

@@ -11,6 +11,7 @@ from server.custom_models import CustomModels
 from server.files.store import FileStore
 from server.files.uploads import Uploads
 from server.files.validation import FileValidator
+from server.graders import Graders
 from server.jobs.admission import JobAdmission
 from server.jobs.results import JobResults
 from server.jobs.transitions import JobTransitions
@@ -46,6 +47,7 @@ class Services:
     checkpoint_permissions: CheckpointPermissions
     stored_completions: StoredCompletions
     stored_responses: StoredResponses
+    graders: Graders
 
 
 def services(request: Request) -> Services:

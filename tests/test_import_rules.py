@@ -2,8 +2,9 @@
 
 - contract/ (what server and worker share) imports only the standard library, msgspec and huey;
 - storage/ imports neither server/ nor worker/ (it is the server's, below it);
-- worker/ imports the contract, modeling/ and its own modules only: a worker needs none of the server;
+- worker/ imports the contract, modeling/, grading/ and its own modules only: a worker needs none of the server;
 - modeling/ (model loading for training, serving and the CLI) imports none of server/, worker/, storage/;
+- grading/ (the graders, run by the server and by workers) imports none of them, nor torch;
 - server/ imports no training code (worker/), and torch only once it serves a model.
 
 Every import counts, also one inside a function: a lazy import is still a dependency.
@@ -17,13 +18,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("contract", "gxft", "modeling", "server", "storage", "worker")
+PACKAGES = ("contract", "gxft", "grading", "modeling", "server", "storage", "worker")
 
 # package → the top-level names it may not import (of this repository's packages, or any at all).
 FORBIDDEN = {
     "storage": {"server", "worker", "gxft", "modeling"},
     "worker": {"server", "storage", "gxft"},
     "modeling": {"server", "worker", "storage", "gxft"},
+    "grading": {"server", "worker", "storage", "gxft", "modeling", "torch"},
     "server": {"worker", "gxft"},
 }
 CONTRACT_MAY_IMPORT = {"contract", "msgspec", "huey"}
