@@ -9,6 +9,10 @@ Formats, detected from each line's keys:
 - `prompt_completion`: `{"prompt": "...", "completion": "..."}`
 - `alpaca`: `{"instruction": "...", "input"?: "...", "output": "..."}`
 - `text`: `{"text": "..."}`
+- `reinforcement`: `{"messages": [...], <any other fields>}`, the messages ending with a user turn: prompts
+  for the model to answer, whose other fields are the graders' `{{item.*}}`. A file of `messages` lines
+  is read as the one of chat and reinforcement that more of its lines are valid as, and its problems
+  are reported as that format's.
 """
 
 from collections.abc import Iterator
@@ -23,13 +27,17 @@ from contract.literals import DataFormat, Method
 METHOD_FORMATS: dict[Method, tuple[DataFormat, ...]] = {
     "supervised": ("chat", "prompt_completion", "text", "alpaca"),
     "dpo": ("preference",),
+    "reinforcement": ("reinforcement",),
 }
 METHOD_FORMATS_TEXT: dict[Method, str] = {
     "supervised": "chat, prompt/completion, text or alpaca files",
     "dpo": 'preference files (each line {"input": {"messages": [...]}, "preferred_output": [...], '
            '"non_preferred_output": [...]})',
+    "reinforcement": 'reinforcement files (each line {"messages": [...]} ending with a user turn, with any other '
+                     'fields the grader reads as {{item.*}})',
 }
 ROLES = ("system", "user", "assistant", "tool")
+PROMPT_ROLES = (*ROLES, "developer")  # OpenAI's reinforcement data speaks to reasoning models as developer
 MAX_REPORTED_PROBLEMS = 5
 # One example far larger than any context: refused without reading the whole line into memory.
 MAX_LINE_BYTES = 8 * 1024 * 1024
@@ -125,7 +133,8 @@ def _check_tools(tools: Any) -> None:
         _require_string(function.get("name"), f"tools[{index}].function.name")
 
 
-def check_messages(messages: Any, where: str = "messages", need_assistant: bool = True) -> None:
+def check_messages(messages: Any, where: str = "messages", need_assistant: bool = True,
+                   roles_allowed: tuple[str, ...] = ROLES) -> None:
     if not isinstance(messages, list):
         raise Invalid(f'"{where}" must be a list')
     if not messages:
@@ -138,8 +147,8 @@ def check_messages(messages: Any, where: str = "messages", need_assistant: bool 
         if "role" not in message:
             raise Invalid(f'{at} has no "role"')
         role = message["role"]
-        if role not in ROLES:
-            raise Invalid(f"{at} has unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        if role not in roles_allowed:
+            raise Invalid(f"{at} has unknown role {role!r} (expected one of {', '.join(roles_allowed)})")
         roles.add(role)
         has_tool_calls = role == "assistant" and message.get("tool_calls") is not None
         if has_tool_calls:
@@ -169,9 +178,23 @@ def _check_single_assistant(output: Any, key: str) -> None:
     _check_content(message.get("content"), f"{key}[0].content")
 
 
+def _check_prompt(example: dict[str, Any]) -> None:
+    messages = example["messages"]
+    check_messages(messages, need_assistant=False, roles_allowed=PROMPT_ROLES)
+    if messages[-1].get("role") != "user":
+        raise Invalid(f'"messages" must end with a user turn, for the model to answer (the last message\'s role '
+                      f'is {messages[-1].get("role")!r})')
+    if any("weight" in message for message in messages):
+        raise Invalid('a reinforcement prompt\'s messages carry no "weight": the model\'s own answers are trained')
+
+
 def check_example(example: dict[str, Any], data_format: DataFormat) -> None:
     if data_format == "chat":
         check_messages(example["messages"])
+        if "tools" in example:
+            _check_tools(example["tools"])
+    elif data_format == "reinforcement":
+        _check_prompt(example)
         if "tools" in example:
             _check_tools(example["tools"])
     elif data_format == "preference":
@@ -199,6 +222,7 @@ _FORMAT_NAMES: dict[DataFormat, str] = {
     "prompt_completion": "prompt/completion",
     "alpaca": "alpaca",
     "text": "text",
+    "reinforcement": "reinforcement",
 }
 
 
@@ -241,11 +265,31 @@ def iter_examples(stream: BinaryIO) -> Iterator[tuple[int, dict[str, Any] | Inva
         yield line_number, example
 
 
+class _Reading(msgspec.Struct):
+    """One candidate format's account of the file so far."""
+
+    data_format: DataFormat
+    count: int = 0
+    problems: list[str] = []
+
+    def check(self, line_number: int, item: dict[str, Any]) -> None:
+        try:
+            check_example(item, self.data_format)
+            self.count += 1
+        except Invalid as problem:
+            self.problems.append(f"line {line_number}: {problem}")
+
+
 def validate_stream(stream: BinaryIO) -> ValidationReport:
     data_format: DataFormat | None = None
     first_format_line = 0
-    count = 0
-    problems: list[str] = []
+    # A `messages` line is a chat example or a reinforcement prompt: both readings are kept to the end.
+    readings: list[_Reading] = []
+    problems: list[str] = []  # found whatever the format (JSON, or a line of another format)
+
+    def reported() -> int:
+        return len(problems) + min((len(reading.problems) for reading in readings), default=0)
+
     for line_number, item in iter_examples(stream):
         try:
             if isinstance(item, Invalid):
@@ -253,17 +297,26 @@ def validate_stream(stream: BinaryIO) -> ValidationReport:
             line_format = detect_format(item)
             if data_format is None:
                 data_format, first_format_line = line_format, line_number
+                readings = [_Reading("chat"), _Reading("reinforcement")] if line_format == "chat" else [
+                    _Reading(line_format)]
             elif line_format != data_format:
                 raise Invalid(
                     f"example is in the {_FORMAT_NAMES[line_format]} format, but the file is in the "
                     f"{_FORMAT_NAMES[data_format]} format (line {first_format_line}); all lines must share one format"
                 )
-            check_example(item, data_format)
-            count += 1
+            for reading in readings:
+                reading.check(line_number, item)
         except Invalid as problem:
             problems.append(f"line {line_number}: {problem}")
-            if len(problems) >= MAX_REPORTED_PROBLEMS:
-                break
+        if reported() >= MAX_REPORTED_PROBLEMS:
+            break
+    # The reading more lines are valid as; on a tie (every line valid as both), a chat example.
+    best = max(readings, key=lambda reading: (reading.count, reading.data_format == "chat"), default=None)
+    if best is not None:
+        data_format = best.data_format
+        problems = sorted(problems + best.problems, key=lambda text: int(text.split(":")[0].split()[1]))
+    problems = problems[:MAX_REPORTED_PROBLEMS]
+    count = best.count if best is not None else 0
     if not problems and count == 0:
         problems.append("the file is empty: it holds no examples")
     return ValidationReport(data_format=data_format, example_count=count, problems=problems)

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from contract.graders import Grader, SamplingParams
 from contract.literals import DataFormat, EventLevel, EventType, Method
 from contract.training_settings import TrainingSettings
 
@@ -40,6 +41,7 @@ class JobSpec(msgspec.Struct, kw_only=True):
     starting_weights: StartingWeights | None = None
     resume: ResumePoint | None = None
     integrations: list[dict[str, Any]] = []
+    grader: Grader | None = None  # a reinforcement job's: what each sampled answer is worth
 
 
 Accelerator = Literal["cuda", "cpu"]
@@ -120,3 +122,18 @@ class FailureReport(msgspec.Struct, kw_only=True):
 class StoredBlob(msgspec.Struct):
     id: str
     bytes: int
+
+
+class GraderModelRequest(msgspec.Struct, kw_only=True):
+    """A reinforcement job's model grader, asked through the server, which serves the grader model."""
+
+    model: str
+    messages: list[dict[str, str]]
+    json_schema: dict[str, Any]  # the answer's shape, held by structured outputs
+    sampling: SamplingParams | None = None
+
+
+class GraderModelAnswer(msgspec.Struct, kw_only=True):
+    text: str
+    prompt_tokens: int
+    completion_tokens: int

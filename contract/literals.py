@@ -5,7 +5,7 @@ from typing import Literal, get_args
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
 TERMINAL_STATUSES: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
 
-Method = Literal["supervised", "dpo"]
+Method = Literal["supervised", "dpo", "reinforcement"]
 METHODS: tuple[Method, ...] = get_args(Method)
 
 FileStatus = Literal["uploaded", "processed", "error"]
@@ -15,7 +15,8 @@ UPLOAD_PURPOSES: tuple[str, ...] = get_args(UploadPurpose)
 # Of an upload sent in parts (the Uploads API).
 UploadStatus = Literal["pending", "completed", "cancelled", "expired"]
 
-DataFormat = Literal["chat", "preference", "prompt_completion", "alpaca", "text"]
+# reinforcement: prompts (chat messages that end with a user turn), their other fields the graders' item.
+DataFormat = Literal["chat", "preference", "prompt_completion", "alpaca", "text", "reinforcement"]
 
 EventLevel = Literal["info", "warn", "error"]
 EventType = Literal["message", "metrics"]

@@ -19,5 +19,10 @@ class TrainingSettings(msgspec.Struct, kw_only=True):
     max_grad_norm: float
     context_length: int
     lora_target_modules: list[str] | None = None  # None: every linear layer but the output head
-    beta: float = 0.1  # DPO only: how far the policy may move from the reference model
+    beta: float = 0.1  # DPO and reinforcement: how far the policy may move from the reference model
+    # Reinforcement only: answers sampled per prompt (the group GRPO compares), their length, and validation.
+    samples_per_prompt: int = 4
+    max_completion_tokens: int = 64
+    eval_interval: int | None = None  # steps between validations; None: at each epoch's end
+    eval_samples: int = 1  # answers sampled per validation prompt
     quantization: str | None = None  # "nf4": the frozen base is loaded in 4 bits (QLoRA)

@@ -112,15 +112,17 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
                                  full_model_slots=settings.full_model_slots,
                                  max_request_tokens=settings.max_request_tokens)
         catalog = ModelCatalog(models, jobs, file_store, results, workers, custom_records)
+        graders = Graders(settings, catalog, engine)
         app.state.services = Services(
             settings=settings, files=file_store, uploads=upload_store, file_validator=validator, jobs=jobs,
             registry=models,
-            admission=JobAdmission(settings, jobs, file_store, models, workers, queue), transitions=transitions,
+            admission=JobAdmission(settings, jobs, file_store, models, workers, queue, graders),
+            transitions=transitions,
             results=results, catalog=catalog,
             custom_models=CustomModels(custom_records, jobs, file_store, models), engine=engine,
             workers=workers, wire_cache=WireCache(jobs), webhooks=WebhookSubscriptions(webhook_records),
             webhook_sender=webhook_sender, stored_completions=StoredCompletions(stored_answers),
-            stored_responses=StoredResponses(stored_answers), graders=Graders(settings, catalog, engine),
+            stored_responses=StoredResponses(stored_answers), graders=graders,
             checkpoint_permissions=CheckpointPermissions(
                 jobs, PermissionRepository(db), set(settings.api_keys.values()) or {DEFAULT_PROJECT}),
         )

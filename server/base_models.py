@@ -40,7 +40,7 @@ class BaseModel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # each converting machine finds in its own Python (contract/packaged_files.py).
     gguf: str | None = None
     context_length: int = 2048
-    methods: list[Method] = msgspec.field(default_factory=lambda: ["supervised", "dpo"])
+    methods: list[Method] = msgspec.field(default_factory=lambda: ["supervised", "dpo", "reinforcement"])
     learning_rate: dict[str, float] = msgspec.field(default_factory=lambda: {"lora": 2e-4, "full": 2e-5})
     aliases: list[str] = []
     created: int = 0

@@ -41,10 +41,11 @@ class EngineGraderModel:
 
     def complete(self, model: str, messages: list[dict[str, str]], json_schema: dict[str, Any],
                  sampling: SamplingParams | None) -> ModelAnswer:
-        return anyio.from_thread.run(self._complete, model, messages, json_schema, sampling)
+        return anyio.from_thread.run(self.answer, model, messages, json_schema, sampling)
 
-    async def _complete(self, model: str, messages: list[dict[str, str]], json_schema: dict[str, Any],
-                        sampling: SamplingParams | None) -> ModelAnswer:
+    async def answer(self, model: str, messages: list[dict[str, str]], json_schema: dict[str, Any],
+                     sampling: SamplingParams | None) -> ModelAnswer:
+        """The grader model's answer, from the event loop (a worker's request on a reinforcement job)."""
         sampling = sampling or SamplingParams()
         try:
             served = self.catalog.get(self.project, model)

@@ -85,19 +85,35 @@ BOUNDS: dict[str, Bound] = {
     "context_length": Bound(int, 16, 1 << 20),
     "beta": Bound(float, 0, 2, low_open=True, auto=True),
     "quantization": Bound(str, choices=("nf4",)),
+    # Reinforcement: OpenAI's, and GXFT's length of a sampled answer.
+    "compute_multiplier": Bound(float, 0, 10, low_open=True, auto=True),
+    "eval_interval": Bound(int, 1, 1_000_000, auto=True),
+    "eval_samples": Bound(int, 1, 64, auto=True),
+    "reasoning_effort": Bound(str, choices=("default", "low", "medium", "high")),
+    "max_completion_tokens": Bound(int, 1, 4096),
 }
 # The keys OpenAI echoes for each method ("auto" until resolved), and the keys only one method takes.
 OPENAI_KEYS: dict[Method, tuple[str, ...]] = {
     "supervised": ("batch_size", "learning_rate_multiplier", "n_epochs"),
     "dpo": ("batch_size", "learning_rate_multiplier", "n_epochs", "beta"),
+    "reinforcement": ("batch_size", "learning_rate_multiplier", "n_epochs", "compute_multiplier", "eval_interval",
+                      "eval_samples", "reasoning_effort"),
 }
-METHOD_ONLY_KEYS = {"beta": "dpo"}
+ECHOED_DEFAULTS = {"reasoning_effort": "default"}  # what OpenAI echoes for a key left out, where not "auto"
+REINFORCEMENT: tuple[Method, ...] = ("reinforcement",)
+METHOD_ONLY_KEYS: dict[str, tuple[Method, ...]] = {
+    "beta": ("dpo", "reinforcement"), "compute_multiplier": REINFORCEMENT, "eval_interval": REINFORCEMENT,
+    "eval_samples": REINFORCEMENT, "reasoning_effort": REINFORCEMENT, "max_completion_tokens": REINFORCEMENT,
+}
 # Nebius's documented defaults for what OpenAI leaves "auto". Its others (full fine-tuning, lora_alpha 8)
 # GXFT does not take: a LoRA adapter is what `/v0/models` deploys and what a small GPU trains.
 NEBIUS_DEFAULTS = {"n_epochs": 3, "batch_size": 8, "learning_rate": 1e-5}
-DEFAULT_BETA = 0.1
-# DPO refines a model that already answers well; the field's DPO rates are about a tenth of SFT's.
-DPO_LEARNING_RATE_FACTOR = 0.1
+DEFAULT_BETA: dict[Method, float] = {"supervised": 0.1, "dpo": 0.1, "reinforcement": 0.04}
+# DPO and reinforcement refine a model that already answers: the field's rates for them are about a tenth of SFT's.
+LEARNING_RATE_FACTOR: dict[Method, float] = {"supervised": 1.0, "dpo": 0.1, "reinforcement": 0.1}
+# Reinforcement: answers sampled per prompt at compute_multiplier 1 ("auto"), and the bounds of the group.
+SAMPLES_PER_PROMPT = 4
+MAX_SAMPLES_PER_PROMPT = 64
 
 DEFAULTS = {
     "warmup_ratio": 0.0,
@@ -127,6 +143,11 @@ def _method_hyperparameters(method: dict[str, Any]) -> tuple[Method, dict[str, A
     body = method.get(method_type) or {}
     if not isinstance(body, dict):
         raise invalid_request(f"method.{method_type} must be an object.", param=f"method.{method_type}")
+    allowed = ("hyperparameters", "grader") if method_type == "reinforcement" else ("hyperparameters",)
+    for key in body:
+        if key not in allowed:
+            raise invalid_request(f"Unknown field method.{method_type}.{key}; it takes {' and '.join(allowed)}.",
+                                  param=f"method.{method_type}.{key}")
     hyperparameters = body.get("hyperparameters") or {}
     if not isinstance(hyperparameters, dict):
         raise invalid_request(
@@ -163,10 +184,10 @@ def parse_requested(
             raise invalid_request(
                 f"Unknown hyperparameter {name!r}. Supported: {', '.join(BOUNDS)}.", param=f"{prefix}.{name}"
             )
-        if METHOD_ONLY_KEYS.get(name, method_type) != method_type:
+        if method_type not in METHOD_ONLY_KEYS.get(name, (method_type,)):
             raise invalid_request(
-                f"Hyperparameter {name!r} belongs to the {METHOD_ONLY_KEYS[name]} method, not {method_type}.",
-                param=f"{prefix}.{name}",
+                f"Hyperparameter {name!r} belongs to the {' and '.join(METHOD_ONLY_KEYS[name])} method, "
+                f"not {method_type}.", param=f"{prefix}.{name}",
             )
         if name == "context_length":
             bound = msgspec.structs.replace(bound, high=max_context_length)
@@ -190,7 +211,7 @@ def parse_requested(
         values = {**NEBIUS_DEFAULTS, **values}
     for name in OPENAI_KEYS[method_type]:
         if not (name == "learning_rate_multiplier" and "learning_rate" in values):
-            values.setdefault(name, "auto")
+            values.setdefault(name, ECHOED_DEFAULTS.get(name, "auto"))
     return method_type, values
 
 
@@ -241,9 +262,7 @@ def resolve(
     n_epochs = values["n_epochs"]
     batch_size = values["batch_size"]
     lora = values["lora"]
-    base = base_learning_rate["lora" if lora else "full"]
-    if method_type == "dpo":
-        base *= DPO_LEARNING_RATE_FACTOR
+    base = base_learning_rate["lora" if lora else "full"] * LEARNING_RATE_FACTOR[method_type]
     if "learning_rate" in values:
         learning_rate = float(values["learning_rate"])
         multiplier = learning_rate / base
@@ -264,6 +283,17 @@ def resolve(
         packing=values["packing"],
         max_grad_norm=values["max_grad_norm"],
         context_length=values.get("context_length", context_length),
-        beta=DEFAULT_BETA if values.get("beta", "auto") == "auto" else float(values["beta"]),
+        beta=DEFAULT_BETA[method_type] if values.get("beta", "auto") == "auto" else float(values["beta"]),
         quantization=values.get("quantization"),
+        samples_per_prompt=_samples_per_prompt(values.get("compute_multiplier", "auto")),
+        max_completion_tokens=values.get("max_completion_tokens", 64),
+        eval_interval=None if values.get("eval_interval", "auto") == "auto" else values["eval_interval"],
+        eval_samples=1 if values.get("eval_samples", "auto") == "auto" else values["eval_samples"],
     )
+
+
+def _samples_per_prompt(compute_multiplier: float | str) -> int:
+    """OpenAI's compute_multiplier scales how widely training explores: here, the answers sampled per prompt."""
+    if compute_multiplier == "auto":
+        return SAMPLES_PER_PROMPT
+    return max(2, min(MAX_SAMPLES_PER_PROMPT, round(SAMPLES_PER_PROMPT * float(compute_multiplier))))

@@ -67,7 +67,8 @@ def job_object(job: JobRecord) -> FineTuningJob:
         integrations=[answered_integration(entry) for entry in job.integrations],
         metadata=job.metadata,
         tags=job.tags,
-        method={"type": job.method_type, job.method_type: {"hyperparameters": hyperparameters}},
+        method={"type": job.method_type, job.method_type: {
+            "hyperparameters": hyperparameters, **({"grader": job.grader} if job.grader is not None else {})}},
         user_provided_suffix=job.suffix,
         trained_steps=job.trained_steps,
         total_steps=job.total_steps,

@@ -33,6 +33,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
     integrations: list[Any]
     tags: list[str] = []
     from_checkpoint: dict[str, Any] | None = None  # Nebius's hf source; a continued job has parent_checkpoint
+    grader: dict[str, Any] | None = None  # a reinforcement job's, as sent (contract/graders.py's shapes)
     fine_tuned_model: str | None = None
     trained_tokens: int | None = None
     trained_steps: int = 0
@@ -67,7 +68,7 @@ class CheckpointRecord(msgspec.Struct, kw_only=True):
 
 
 JOBS = Table("jobs", JobRecord, frozenset({"hyperparameters", "resolved", "metadata", "integrations", "tags",
-                                           "from_checkpoint", "error", "result_files"}))
+                                           "from_checkpoint", "error", "result_files", "grader"}))
 EVENTS = Table("job_events", EventRecord, frozenset({"data"}))
 CHECKPOINTS = Table("checkpoints", CheckpointRecord, frozenset({"metrics", "result_files"}))
 UNENDED = f"status NOT IN ({placeholders(len(TERMINAL_STATUSES))})"  # its values: TERMINAL_STATUSES

@@ -262,6 +262,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX stored_answers_by_project ON stored_answers (project, kind, model);
     """,
+    # 15: a reinforcement job's grader, as it was sent.
+    """
+    ALTER TABLE jobs ADD COLUMN grader TEXT;
+    """,
 ]
 
 

@@ -15,10 +15,13 @@ import httpx2
 import msgspec
 
 from contract.error_envelope import ErrorResponse
+from contract.graders import SamplingParams
 from contract.internal_api import (
     CheckpointReport,
     CompletionReport,
     FailureReport,
+    GraderModelAnswer,
+    GraderModelRequest,
     JobSpec,
     Order,
     ProgressReport,
@@ -27,6 +30,7 @@ from contract.internal_api import (
     StoredBlob,
     WorkerRegistration,
 )
+from grading.model_graders import ModelAnswer, ModelServerError
 
 log = logging.getLogger("gxft.worker")
 T = TypeVar("T")
@@ -163,9 +167,30 @@ class WorkerClient:
     def fail(self, job_id: str, report: FailureReport) -> None:
         self._post(f"/internal/jobs/{job_id}/fail", report, dict)
 
+    def ask_grader_model(self, job_id: str, question: GraderModelRequest) -> GraderModelAnswer:
+        return self._post(f"/internal/jobs/{job_id}/grader_model", question, GraderModelAnswer)
+
     def heartbeat(self, patience: float) -> None:
         """Patient only until the next heartbeat is due: that one says the same, and newer."""
         self._request("POST", "/internal/workers/heartbeat", patience=patience)
 
     def close(self) -> None:
         self.http.close()
+
+
+class ServerGraderModel:
+    """A reinforcement job's grader models (score_model, label_model), served by the server: a worker
+    holds no model but the one it trains."""
+
+    def __init__(self, client: WorkerClient, job_id: str):
+        self.client = client
+        self.job_id = job_id
+
+    def complete(self, model: str, messages: list[dict[str, str]], json_schema: dict[str, Any],
+                 sampling: SamplingParams | None) -> ModelAnswer:
+        question = GraderModelRequest(model=model, messages=messages, json_schema=json_schema, sampling=sampling)
+        try:
+            answer = self.client.ask_grader_model(self.job_id, question)
+        except ServerRefused as exc:
+            raise ModelServerError(exc.message) from None
+        return ModelAnswer(answer.text, answer.prompt_tokens, answer.completion_tokens)

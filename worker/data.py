@@ -37,6 +37,14 @@ class PreferencePair(msgspec.Struct):
     rejected: TokenizedExample
 
 
+class Prompt(msgspec.Struct):
+    """A reinforcement prompt: the chat-rendered prompt, ready for the model's answer, and the line itself
+    (the graders' `item`)."""
+
+    input_ids: list[int]
+    item: dict[str, Any]
+
+
 class DataError(Exception):
     """The training data cannot be trained on (found while tokenising)."""
 
@@ -137,6 +145,22 @@ def tokenize_preference(tokenizer, example: dict[str, Any], max_length: int) -> 
         preferred=tokenize_chat(tokenizer, prompt + example["preferred_output"], tools, max_length),
         rejected=tokenize_chat(tokenizer, prompt + example["non_preferred_output"], tools, max_length),
     )
+
+
+def tokenize_prompt(tokenizer, example: dict[str, Any], max_length: int) -> Prompt:
+    # Open models' chat templates know system, not OpenAI's developer role.
+    messages = [{**m, "role": "system"} if m["role"] == "developer" else m for m in example["messages"]]
+    text = _render(tokenizer, messages, example.get("tools"), True)
+    input_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(input_ids) > max_length:
+        raise DataError(f"the prompt is {len(input_ids)} tokens, and with max_completion_tokens the answer must fit "
+                        f"in the context length: at most {max_length} tokens of prompt")
+    return Prompt(input_ids=input_ids, item=example)
+
+
+def tokenize_prompts(tokenizer, path: Path, max_length: int) -> list[Prompt]:
+    """The prompts of a reinforcement file; problems name their line."""
+    return _tokenize_lines(path, "reinforcement", lambda example: tokenize_prompt(tokenizer, example, max_length))
 
 
 def tokenize_file(tokenizer, path: Path, data_format: DataFormat, max_length: int) -> list[TokenizedExample]:

@@ -17,7 +17,7 @@ import torch
 from contract.internal_api import CheckpointReport, CompletionReport, FailureReport, JobSpec, Order
 from modeling.importing import ImportRefused, is_converted
 from modeling.loading import ModelLoadError, pick_device
-from worker.client import JobTaken, ServerRefused, WorkerClient
+from worker.client import JobTaken, ServerGraderModel, ServerRefused, WorkerClient
 from worker.data import DataError
 from worker.integrations import Tracker, start_trackers
 from worker.metrics_csv import write_metrics_csv
@@ -47,6 +47,10 @@ class JobHooks:
         remaining = total_steps - step
         eta = int(time.time() + (time.time() - self.started) / done * remaining) if remaining else None
         message = f"Step {step}/{total_steps}: training loss={metrics['train_loss']:.2f}"
+        if "train_mean_reward" in metrics:
+            message += f", mean reward={metrics['train_mean_reward']:.2f}"
+        if "valid_mean_reward" in metrics:
+            message += f", validation mean reward={metrics['valid_mean_reward']:.2f}"
         if "train_reward_margin" in metrics:
             message += (f", reward margin={metrics['train_reward_margin']:.2f}, "
                         f"reward accuracy={metrics['train_reward_accuracy']:.2f}")
@@ -171,7 +175,7 @@ def _training_run(client: WorkerClient, spec: JobSpec, workdir: Path) -> Trainin
         method=spec.method, model_path=spec.model_path, model_name=spec.base_model, train_path=train_path,
         valid_path=valid_path, data_format=spec.data_format, seed=spec.seed, settings=spec.settings,
         workdir=workdir, device=pick_device(), continued=continued,
-        model_gguf=spec.model_gguf,
+        model_gguf=spec.model_gguf, grader=spec.grader, grader_model=ServerGraderModel(client, spec.job_id),
     )
 
 

@@ -1,8 +1,10 @@
-"""Fine-tuning, supervised or DPO, LoRA, QLoRA or full, as one readable loop (in the manner of a torchtune recipe).
+"""Fine-tuning, supervised, DPO or reinforcement, LoRA, QLoRA or full, as one readable loop (in the manner of a
+torchtune recipe).
 
     the model ready to train (worker/model_setup.py) → the objective tokenises the files → for each
     epoch: the objective's seeded batches → loss → backward, clip, step → per-step metrics → at the
-    epoch's end: validation and a checkpoint → the final checkpoint.
+    epoch's end (and every `validation_interval` steps an objective asks for): validation; at the epoch's
+    end a checkpoint → the final checkpoint.
 
 What a method changes is its objective (worker/objectives/): the batches, the loss and its metrics,
 the validation. The loop is the same for all, so every method pauses, resumes and survives a lost
@@ -56,7 +58,7 @@ class Trainer:
     def __init__(self, run: TrainingRun):
         self.run = run
         self.settings = run.settings
-        self.objective = objective_for(run.method)
+        self.objective = objective_for(run)
 
     def setup(self) -> None:
         seed_everything(self.run.seed)
@@ -145,7 +147,8 @@ class Trainer:
                 self.trained_tokens += batch.tokens
                 metrics = {"step": self.step, "total_steps": self.total_steps, **step_metrics}
                 end_of_epoch = index == self.steps_per_epoch - 1
-                if end_of_epoch:
+                interval = objective.validation_interval
+                if end_of_epoch or (interval is not None and self.step % interval == 0):
                     metrics.update(objective.validate())
                 rows.append(objective.metric_row(metrics))
                 hooks.step_done(self.step, self.total_steps, metrics, self.trained_tokens)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import torch
 
+from contract.graders import Grader
 from contract.literals import DataFormat, Method
 from contract.training_settings import TrainingSettings
+from grading.model_graders import ChatModel
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,5 @@ class TrainingRun:
     device: torch.device
     continued: ContinuedModel | None = None  # None: the run starts from the base model
     model_gguf: str | None = None  # converted into `model_path` first, where that folder is not there yet
+    grader: Grader | None = None  # reinforcement: what each sampled answer is worth
+    grader_model: ChatModel | None = None  # reinforcement: how a model grader reaches its model

@@ -13,15 +13,19 @@ from contract.internal_api import (
     CheckpointReport,
     CompletionReport,
     FailureReport,
+    GraderModelAnswer,
+    GraderModelRequest,
     ProgressReport,
     ReportReply,
     StoredBlob,
     WorkerRegistration,
 )
+from grading.model_graders import ModelServerError
 from server.decoding import decode_json
 from server.errors import APIError, is_out_of_space, not_found
 from server.files.multipart import drain, incomplete_upload, out_of_space
 from server.files.store import commit_blob
+from server.graders import EngineGraderModel
 from server.jobs.results import ScratchKind
 from server.presenters import job_object
 from server.responses import MsgspecResponse, OpenFileResponse
@@ -112,6 +116,20 @@ async def fail_job(request: Request) -> MsgspecResponse:
     return MsgspecResponse(job_object(job))
 
 
+async def ask_grader_model(request: Request) -> MsgspecResponse:
+    """A model grader's question from a worker training a reinforcement job, served as the job's project's."""
+    body = await decode_json(request, GraderModelRequest)
+    svc = services(request)
+    job = svc.transitions.held_job(request.path_params["job_id"], _worker(request).id)
+    try:
+        answer = await EngineGraderModel(svc.catalog, svc.engine, job.project).answer(
+            body.model, body.messages, body.json_schema, body.sampling)
+    except ModelServerError as exc:
+        raise APIError(422, str(exc), code="grader_model_failed") from None
+    return MsgspecResponse(GraderModelAnswer(text=answer.text, prompt_tokens=answer.prompt_tokens,
+                                             completion_tokens=answer.completion_tokens))
+
+
 async def job_file_content(request: Request) -> OpenFileResponse:
     """A file the held job trains on: its training or validation file, or the model it continues."""
     svc = services(request)
@@ -145,6 +163,7 @@ routes = [
     Route("/internal/jobs/{job_id}/checkpoints", add_checkpoint, methods=["POST"]),
     Route("/internal/jobs/{job_id}/complete", complete_job, methods=["POST"]),
     Route("/internal/jobs/{job_id}/fail", fail_job, methods=["POST"]),
+    Route("/internal/jobs/{job_id}/grader_model", ask_grader_model, methods=["POST"]),
     Route("/internal/jobs/{job_id}/files/{file_id}", job_file_content, methods=["GET"]),
     Route("/internal/jobs/{job_id}/state/{blob_id}", job_state_content, methods=["GET"]),
 ]

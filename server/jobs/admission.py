@@ -17,13 +17,16 @@ from typing import Any
 import msgspec
 
 from contract.data_formats import METHOD_FORMATS, METHOD_FORMATS_TEXT, too_few_examples
+from contract.graders import Grader
 from contract.ids import new_id, random_base62
 from contract.job_queue import JobQueue
 from contract.literals import Method
 from server.base_models import BaseModel, BaseModelRegistry
 from server.config import Settings
+from server.decoding import field_path
 from server.errors import APIError, invalid_request, quota_exceeded
 from server.files.store import FileStore
+from server.graders import Graders
 from server.hyperparameters import hyperparameters_param, parse_requested
 from server.metadata import checked_metadata
 from server.protocol import CreateFineTuningJobRequest, HfEntry
@@ -59,8 +62,9 @@ def model_not_available(name: str, registry: BaseModelRegistry) -> APIError:
 
 class JobAdmission:
     def __init__(self, settings: Settings, jobs: JobRepository, files: FileStore, registry: BaseModelRegistry,
-                 workers: WorkerRoster, queue: JobQueue):
+                 workers: WorkerRoster, queue: JobQueue, graders: Graders):
         self.settings = settings
+        self.graders = graders
         self.jobs = jobs
         self.files = files
         self.registry = registry
@@ -85,6 +89,7 @@ class JobAdmission:
                 f"Model {model.id!r} supports {', '.join(model.methods)}, not {method_type!r}.", param="method.type"
             )
         self._check_formats(method_type, training, validation)
+        grader = self._reinforcement_grader(project, request.method) if method_type == "reinforcement" else None
         if start.parent is not None:
             self._continue_adapter_or_weights(start, requested, param)
         if "quantization" in requested and not self.workers.has_cuda():
@@ -114,6 +119,7 @@ class JobAdmission:
             model_name_id=random_base62(8),
             method_type=method_type,
             hyperparameters=requested,
+            grader=msgspec.to_builtins(grader) if grader is not None else None,
             metadata=request.metadata,
             integrations=msgspec.to_builtins(request.integrations or []),
             tags=request.tags or [],
@@ -131,6 +137,23 @@ class JobAdmission:
             self.jobs.add_event(job.id, "Files validated, moving job to queued state", data={})
         self.queue.enqueue(job.id)
         return job
+
+    def _reinforcement_grader(self, project: str, method: dict[str, Any] | None) -> Grader:
+        """The grader that scores each sampled answer, checked as `/graders/validate` checks one."""
+        param = "method.reinforcement.grader"
+        body = (method or {}).get("reinforcement") or {}
+        if body.get("grader") is None:
+            raise invalid_request(
+                "A reinforcement job needs method.reinforcement.grader, the grader that scores each answer the "
+                "model samples (POST /v1/fine_tuning/alpha/graders/validate checks one).", param=param)
+        try:
+            grader = msgspec.convert(body["grader"], Grader)
+        except msgspec.ValidationError as exc:
+            where = field_path(exc)
+            raise invalid_request(f"Invalid grader: {exc}", param=f"{param}.{where}" if where else param,
+                                  code="invalid_grader") from None
+        self.graders.check(project, grader, param)
+        return grader
 
     def _usable_file(self, project: str, file_id: str, param: str) -> FileRecord:
         record = self.files.get(project, file_id)

@@ -6,6 +6,9 @@ last checkpoint. A job that can no longer train (its training or validation file
 the registry, the model it continues deleted) is refused with the reason, and then fails.
 """
 
+import msgspec
+
+from contract.graders import Grader
 from contract.internal_api import JobSpec
 from server.base_models import BaseModelRegistry
 from server.files.store import FileStore
@@ -54,4 +57,5 @@ def job_spec(job: JobRecord, registry: BaseModelRegistry, files: FileStore, resu
         starting_weights=starting_weights,
         resume=results.resume_point(job.id),
         integrations=job.integrations,
+        grader=msgspec.convert(job.grader, Grader) if job.grader is not None else None,
     )

@@ -19,6 +19,8 @@ class Objective(Protocol):
     # Sequences one example puts through the model (DPO: a preferred and a rejected one), for the
     # estimate of a step's activation memory.
     sequences_per_example: int
+    # Steps between validations besides each epoch's end (reinforcement's eval_interval); None: none.
+    validation_interval: int | None
 
     def prepare(self, model: Any, tokenizer: Any, run: TrainingRun) -> None:
         """Tokenise the run's files; called once the model is ready, before any step or resumed state."""

@@ -42,6 +42,7 @@ def dpo_loss(
 
 class PreferenceObjective:
     sequences_per_example = 2
+    validation_interval: int | None = None
 
     def prepare(self, model: Any, tokenizer: Any, run: TrainingRun) -> None:
         self.model, self.tokenizer, self.run = model, tokenizer, run

@@ -15,6 +15,7 @@ from worker.training_run import TrainingRun
 
 class SupervisedObjective:
     sequences_per_example = 1
+    validation_interval: int | None = None
 
     def prepare(self, model: Any, tokenizer: Any, run: TrainingRun) -> None:
         self.model, self.tokenizer, self.run = model, tokenizer, run
