@@ -276,7 +276,7 @@ def test_create_errors(server, client, sample_files):
     error = _error(lambda: client.fine_tuning.jobs.create(model=TINY, training_file=preference.id))
     assert "preference format" in error.message
     error = _error(lambda: client.fine_tuning.jobs.create(model=TINY, training_file=train.id,
-                                                          method={"type": "reinforcement"}))
+                                                          method={"type": "reinforcement_learning"}))
     assert error.param == "method.type"
     error = _error(lambda: client.fine_tuning.jobs.create(model=TINY, training_file=train.id, suffix="x" * 65))
     assert error.param == "suffix"

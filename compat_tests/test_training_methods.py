@@ -149,7 +149,8 @@ def test_qlora_is_refused_without_a_gpu(client, chat_file):
     assert error.param == "hyperparameters.quantization"
     assert "needs a worker with a CUDA GPU" in error.message and "0 with a CUDA GPU" in error.message
     model = client.models.retrieve(TINY)
-    assert model.model_extra["fine_tuning"] == {"methods": ["supervised", "dpo"], "quantization": []}
+    assert model.model_extra["fine_tuning"] == {"methods": ["supervised", "dpo", "reinforcement"],
+                                                "quantization": []}
     error = _error(lambda: client.fine_tuning.jobs.create(
         model=TINY, training_file=chat_file.id,
         method={"type": "supervised", "supervised": {"hyperparameters": {"quantization": "nf4", "lora": False}}}))

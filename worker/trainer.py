@@ -3,8 +3,8 @@ torchtune recipe).
 
     the model ready to train (worker/model_setup.py) → the objective tokenises the files → for each
     epoch: the objective's seeded batches → loss → backward, clip, step → per-step metrics → at the
-    epoch's end (and every `validation_interval` steps an objective asks for): validation; at the epoch's
-    end a checkpoint → the final checkpoint.
+    epoch's end (or every `validation_interval` steps and at the last, where the objective sets one):
+    validation; at the epoch's end a checkpoint → the final checkpoint.
 
 What a method changes is its objective (worker/objectives/): the batches, the loss and its metrics,
 the validation. The loop is the same for all, so every method pauses, resumes and survives a lost
@@ -148,7 +148,7 @@ class Trainer:
                 metrics = {"step": self.step, "total_steps": self.total_steps, **step_metrics}
                 end_of_epoch = index == self.steps_per_epoch - 1
                 interval = objective.validation_interval
-                if end_of_epoch or (interval is not None and self.step % interval == 0):
+                if (self.step % interval == 0 or self.step == self.total_steps) if interval else end_of_epoch:
                     metrics.update(objective.validate())
                 rows.append(objective.metric_row(metrics))
                 hooks.step_done(self.step, self.total_steps, metrics, self.trained_tokens)

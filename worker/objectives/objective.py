@@ -19,7 +19,8 @@ class Objective(Protocol):
     # Sequences one example puts through the model (DPO: a preferred and a rejected one), for the
     # estimate of a step's activation memory.
     sequences_per_example: int
-    # Steps between validations besides each epoch's end (reinforcement's eval_interval); None: none.
+    # Steps between validations (reinforcement's eval_interval), the last step validating too; None: at
+    # each epoch's end.
     validation_interval: int | None
 
     def prepare(self, model: Any, tokenizer: Any, run: TrainingRun) -> None:

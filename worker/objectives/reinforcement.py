@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from grading.python_sandbox import PythonLimits
 from grading.run import GradingTools, failure_text, grade
@@ -55,10 +54,13 @@ def completion_logps(model: Any, prompt_ids: torch.Tensor, prompt_mask: torch.Te
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     width = completion_ids.size(1)
     with mixed_precision(model):
+        # Only the answer's places need logits: over a 50k vocabulary, the prompt's would cost most of the step.
         logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       use_cache=False).logits
-    logits = logits[:, -width - 1 : -1].float() / SAMPLING_TEMPERATURE
-    return torch.gather(F.log_softmax(logits, dim=-1), 2, completion_ids.unsqueeze(-1)).squeeze(-1)
+                       use_cache=False, logits_to_keep=width + 1).logits
+    logits = logits[:, :-1].float() / SAMPLING_TEMPERATURE
+    # log_softmax at the chosen token only: its logit less the log-sum-exp, without a vocabulary-wide copy.
+    chosen = torch.gather(logits, 2, completion_ids.unsqueeze(-1)).squeeze(-1)
+    return chosen - torch.logsumexp(logits, dim=-1)
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -142,7 +144,7 @@ class ReinforcementObjective:
             generated = self.model.generate(
                 input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=SAMPLING_TEMPERATURE,
                 top_p=1.0, top_k=0, max_new_tokens=self.run.settings.max_completion_tokens,
-                pad_token_id=self.pad_id, eos_token_id=self.stop_ids.tolist(),
+                pad_token_id=self.pad_id, eos_token_id=self.stop_ids.tolist(), use_cache=True,
             )
         self.model.train(was_training)
         completion_ids = generated[:, width:]
