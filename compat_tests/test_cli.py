@@ -144,3 +144,32 @@ def test_dpo_job_continuing_a_fine_tuned_model_from_the_command_line(server, tmp
         qlora = gxft(server, "jobs", "create", "--model", TINY, "--training-file", str(preferences),
                      "--method", "dpo", "--quantization", "nf4")
         assert qlora.returncode == 1 and "400" in qlora.stderr and "needs a worker with a CUDA GPU" in qlora.stderr
+
+
+def test_graders_and_a_reinforcement_job_from_the_cli(server, tmp_path):
+    grader = tmp_path / "grader.json"
+    grader.write_text(json.dumps({"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+                                  "reference": "{{item.answer}}", "operation": "eq"}))
+    assert ok(gxft(server, "graders", "validate", str(grader))) == f"{grader}: a valid string_check grader\n"
+    assert ok(gxft(server, "graders", "run", str(grader), "--sample", "Paris", "--item", '{"answer": "Paris"}')
+              ) == "reward 1\n"
+    missing = ok(gxft(server, "graders", "run", str(grader), "--sample", "Paris", "--item", "{}"))
+    assert missing == "reward 0 (errors: invalid_variable_error)\n"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"type": "python", "name": "p", "source": "def grade(:"}))
+    refused = gxft(server, "graders", "validate", str(bad))
+    assert refused.returncode == 1 and "does not compile" in refused.stderr
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Say {i}"}], "answer": str(i)})
+                               + "\n" for i in range(10)))
+    created = gxft(server, "jobs", "create", "--model", TINY, "--training-file", str(prompts), "--method",
+                   "reinforcement", "--grader", str(grader), "--epochs", "1", "--batch-size", "5",
+                   "--max-completion-tokens", "4", "--compute-multiplier", "0.5", "--watch")
+    assert created.returncode == 0, created.stdout + created.stderr
+    job_id = created.stdout.split(":")[0]
+    job = json.loads(ok(gxft(server, "jobs", "get", job_id, "--json")))
+    assert job["status"] == "succeeded" and job["method"]["reinforcement"]["grader"]["name"] == "exact"
+    assert job["hyperparameters"]["samples_per_prompt"] == 2 and job["trained_steps"] == 2
+    no_grader = gxft(server, "jobs", "create", "--model", TINY, "--training-file", str(prompts), "--method",
+                     "reinforcement")
+    assert no_grader.returncode != 0 and "needs --grader FILE" in no_grader.stderr

@@ -74,6 +74,7 @@ def test_whole_fine_tuning_flow_in_the_browser(page, server, tmp_path):
     points = page.get_attribute("#loss polyline[data-series='train']", "points").split()
     assert len(points) == int(total)
     assert page.query_selector("#loss polyline[data-series='valid']") is not None
+    assert page.is_hidden("#reward")  # a reward curve is a reinforcement job's
 
     page.wait_for_selector("#checkpoints button.download")
     button = page.query_selector("#checkpoints button.download")
@@ -113,6 +114,27 @@ def test_cancel_a_running_job_from_its_page(page, server):
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
     assert page.query_selector("#job-cancel") is None
     assert page.text_content("#job-actions") == ""
+
+
+def test_a_reinforcement_job_shows_its_reward_curve(page, server, tmp_path):
+    client = server.client()
+    rows = [{"messages": [{"role": "user", "content": f"Say yes {i}"}], "answer": "yes"} for i in range(10)]
+    train = processed(client, jsonl(rows))
+    grader = {"type": "text_similarity", "name": "yes", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "evaluation_metric": "fuzzy_match"}
+    job = client.fine_tuning.jobs.create(model=TINY, training_file=train.id, validation_file=train.id, method={
+        "type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {
+            "n_epochs": 2, "batch_size": 5, "max_completion_tokens": 4, "eval_interval": 2}}})
+    page.goto(f"{server.base_url}/#/jobs/{job.id}")
+    page.wait_for_selector("#job-info [data-status='succeeded']", timeout=120_000)
+    page.wait_for_selector("#reward polyline[data-series='train']")
+    assert "Reward" in page.text_content("#reward h2")
+    assert len(page.get_attribute("#reward polyline[data-series='train']", "points").split()) == 4
+    # Validation before training (step 0), then at steps 2 and 4: three points, the first at the left edge.
+    validation = page.get_attribute("#reward polyline[data-series='valid']", "points").split()
+    assert len(validation) == 3 and validation[0].startswith("48.0,")
+    assert "validation mean reward" in page.text_content("#reward .legend")
+    shoot(page, tmp_path, "dashboard-reinforcement-job")
 
 
 def test_validation_problems_and_api_errors_show_on_the_page(page, server, tmp_path):

@@ -26,8 +26,8 @@ VALID_QUESTIONS = ["What is the capital of France, please?", "Which city has the
                    "Name France's largest city.", "Where is Notre-Dame?"]
 # Full fine-tuning: the tiny model's output head must move to put its mass on a few tokens, and LoRA
 # leaves the head alone (SmolLM2's test trains LoRA, the default).
-HYPERPARAMETERS = {"n_epochs": 10, "batch_size": 4, "learning_rate_multiplier": 100, "lora": False, "compute_multiplier": 2,
-                   "max_completion_tokens": 8, "eval_interval": 10, "eval_samples": 2}
+HYPERPARAMETERS = {"n_epochs": 10, "batch_size": 4, "learning_rate_multiplier": 100, "lora": False,
+                   "compute_multiplier": 2, "max_completion_tokens": 8, "eval_interval": 10, "eval_samples": 2}
 
 
 def prompts(questions: list[str], answer: str = "Paris") -> bytes:

@@ -168,9 +168,16 @@ def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
     create = leaf(jobs, "create", "jobs_create", "create a fine-tuning job (local files are uploaded first)")
     create.add_argument("--model", required=True, help="a base model, or a fine-tuned model (ft:…) to train further")
     create.add_argument("--training-file", required=True, help="a file id, or a local JSONL path")
-    create.add_argument("--method", choices=["supervised", "dpo"], default="supervised",
-                        help="dpo trains on preference files")
-    create.add_argument("--beta", type=float, help="DPO: how far the model may move from where it started")
+    create.add_argument("--method", choices=["supervised", "dpo", "reinforcement"], default="supervised",
+                        help="dpo trains on preference files, reinforcement on prompts with a --grader")
+    create.add_argument("--grader", help="reinforcement: a JSON file holding the grader (OpenAI's shapes)")
+    create.add_argument("--beta", type=float, help="DPO and reinforcement: how far the model may move from where "
+                        "it started")
+    create.add_argument("--compute-multiplier", type=float,
+                        help="reinforcement: scales the answers sampled per prompt (1: four)")
+    create.add_argument("--max-completion-tokens", type=int, help="reinforcement: the longest sampled answer")
+    create.add_argument("--eval-interval", type=int, help="reinforcement: steps between validations")
+    create.add_argument("--eval-samples", type=int, help="reinforcement: answers sampled per validation prompt")
     create.add_argument("--quantization", choices=["nf4"], help="QLoRA: a 4-bit base under the adapter (GPU)")
     create.add_argument("--validation-file", help="a file id, or a local JSONL path")
     create.add_argument("--epochs", type=int)
@@ -199,6 +206,15 @@ def _add_remote_commands(commands, endpoint: argparse.ArgumentParser) -> None:
     fetch.add_argument("id")
     fetch.add_argument("--checkpoint", type=int, metavar="STEP", help="its step number (default: the last)")
     fetch.add_argument("--dir", help="the folder (default: JOB-step-N)")
+
+    graders = commands.add_parser("graders", help="try or check a grader before a reinforcement job").add_subparsers(
+        dest="graders_command", required=True)
+    run_grader = leaf(graders, "run", "graders_run", "grade one sample with a grader, as a reinforcement job would")
+    run_grader.add_argument("grader", help="a JSON file holding the grader")
+    run_grader.add_argument("--sample", required=True, help="the model's answer to grade (sample.output_text)")
+    run_grader.add_argument("--item", help="the dataset line, as JSON or a JSON file (item.*)")
+    leaf(graders, "validate", "graders_validate", "check a grader; exit status 0 only if it is valid"
+         ).add_argument("grader", help="a JSON file holding the grader")
 
     models = commands.add_parser("models", help="list, delete and import models").add_subparsers(
         dest="models_command", required=True)

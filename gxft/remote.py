@@ -161,7 +161,9 @@ def _hyperparameters(args) -> dict[str, Any]:
         "n_epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "learning_rate_multiplier": args.learning_rate_multiplier, "lora": args.lora, "lora_r": args.lora_r,
         "lora_alpha": args.lora_alpha, "packing": args.packing, "beta": args.beta,
-        "quantization": args.quantization,
+        "quantization": args.quantization, "compute_multiplier": args.compute_multiplier,
+        "max_completion_tokens": args.max_completion_tokens, "eval_interval": args.eval_interval,
+        "eval_samples": args.eval_samples,
     }
     return {name: value for name, value in chosen.items() if value is not None}
 
@@ -171,7 +173,15 @@ def jobs_create(args, client) -> int:
     validation = _file_id(client, args.validation_file)
     hyperparameters = _hyperparameters(args)
     # In OpenAI's current dialect: the method names the hyperparameters (DPO takes them nowhere else).
-    options: dict[str, Any] = {"method": {"type": args.method, args.method: {"hyperparameters": hyperparameters}}}
+    body: dict[str, Any] = {"hyperparameters": hyperparameters}
+    if args.method == "reinforcement":
+        if args.grader is None:
+            raise SystemExit("--method reinforcement needs --grader FILE, a JSON file holding the grader "
+                             "(`gxft graders validate FILE` checks one)")
+        body["grader"] = _json_file(args.grader)
+    elif args.grader is not None:
+        raise SystemExit("--grader goes with --method reinforcement")
+    options: dict[str, Any] = {"method": {"type": args.method, args.method: body}}
     if args.validation_file:
         options["validation_file"] = validation
     for name in ("suffix", "seed"):
@@ -183,6 +193,15 @@ def jobs_create(args, client) -> int:
     else:
         print(f"{job.id}: {job.status}")
     return watch(client, job.id) if args.watch else 0
+
+
+def _json_file(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SystemExit(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{path} is not JSON: {exc}") from None
 
 
 def _job_rows(jobs) -> list[dict]:
@@ -288,6 +307,41 @@ def jobs_download(args, client) -> int:
 
 
 # Models and chat
+
+
+# Graders
+
+
+def graders_run(args, client) -> int:
+    item = None
+    if args.item is not None:
+        item = _json_file(args.item) if Path(args.item).is_file() else _json_argument(args.item)
+    result = client.fine_tuning.alpha.graders.run(grader=_json_file(args.grader), model_sample=args.sample,
+                                                  **({"item": item} if item is not None else {}))
+    if args.json:
+        print_json(result)
+        return 0
+    errors = [name for name, value in result.metadata.errors.model_dump(by_alias=True).items() if value is True]
+    print(f"reward {result.reward:.4g}" + (f" (errors: {', '.join(errors)})" if errors else ""))
+    for name, value in result.sub_rewards.items():
+        print(f"  {name}: {value:.4g}")
+    details = result.metadata.errors.python_grader_runtime_error_details
+    if details:
+        print(details.rstrip(), file=sys.stderr)
+    return 0
+
+
+def _json_argument(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--item is neither a file nor JSON: {exc}") from None
+
+
+def graders_validate(args, client) -> int:
+    validated = client.fine_tuning.alpha.graders.validate(grader=_json_file(args.grader))
+    print_json(validated) if args.json else print(f"{args.grader}: a valid {validated.grader.type} grader")
+    return 0
 
 
 def models_list(args, client) -> int:

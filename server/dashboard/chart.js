@@ -1,4 +1,5 @@
-// A line chart of training and validation loss per step, drawn as SVG.
+// Line charts of a metric per step, in training and in validation, drawn as SVG: the loss of every job,
+// and a reinforcement job's reward (whose validation curve starts at step 0, before training).
 
 import { h } from "./dom.js";
 
@@ -12,20 +13,27 @@ function svg(tag, attributes, text) {
   return element;
 }
 
-export function lossChart(points) {
+export const LOSS = { train: "train_loss", valid: "valid_loss", name: "loss" };
+export const REWARD = { train: "train_mean_reward", valid: "valid_mean_reward", name: "mean reward" };
+
+export function metricChart(points, metric) {
   const series = {
-    train: points.filter((p) => p.train_loss !== undefined).map((p) => [p.step, p.train_loss]),
-    valid: points.filter((p) => p.valid_loss !== undefined).map((p) => [p.step, p.valid_loss]),
+    train: points.filter((p) => p[metric.train] !== undefined).map((p) => [p.step, p[metric.train]]),
+    valid: points.filter((p) => p[metric.valid] !== undefined).map((p) => [p.step, p[metric.valid]]),
   };
+  const start = points.find((p) => p[`${metric.valid}_start`] !== undefined);
+  if (start) series.valid.unshift([0, start[`${metric.valid}_start`]]);
   const all = [...series.train, ...series.valid];
-  if (all.length === 0) return h("p", { class: "muted" }, "The loss appears here once training has taken a step.");
+  if (all.length === 0) {
+    return h("p", { class: "muted" }, `The ${metric.name} appears here once training has taken a step.`);
+  }
   const steps = all.map(([step]) => step), losses = all.map(([, loss]) => loss);
   const [x0, x1] = [Math.min(...steps), Math.max(...steps, Math.min(...steps) + 1)];
   const spread = Math.max(Math.max(...losses) - Math.min(...losses), 0.01);
   const [y0, y1] = [Math.min(...losses) - 0.1 * spread, Math.max(...losses) + 0.1 * spread];
   const x = (step) => PAD.left + ((step - x0) / (x1 - x0)) * (WIDTH - PAD.left - PAD.right);
   const y = (loss) => HEIGHT - PAD.bottom - ((loss - y0) / (y1 - y0)) * (HEIGHT - PAD.top - PAD.bottom);
-  const chart = svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": "Loss per step" });
+  const chart = svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": `${metric.name} per step` });
   for (const fraction of [0, 0.5, 1]) {
     const loss = y0 + fraction * (y1 - y0);
     chart.append(svg("line", { x1: PAD.left, x2: WIDTH - PAD.right, y1: y(loss), y2: y(loss), stroke: "#e4e7ec" }));
@@ -41,6 +49,6 @@ export function lossChart(points) {
     }));
   }
   return h("div", { class: "chart" }, chart, h("div", { class: "legend" },
-    h("span", { style: "color: var(--accent)" }, "— training loss"),
-    series.valid.length ? h("span", { style: "color: var(--warn)" }, "— validation loss") : null));
+    h("span", { style: "color: var(--accent)" }, `— training ${metric.name}`),
+    series.valid.length ? h("span", { style: "color: var(--warn)" }, `— validation ${metric.name}`) : null));
 }

@@ -2,7 +2,7 @@
 // chat box once the fine-tuned model exists.
 
 import { api, download, sleep } from "./api.js";
-import { lossChart } from "./chart.js";
+import { LOSS, REWARD, metricChart } from "./chart.js";
 import { h, status, time } from "./dom.js";
 
 const TERMINAL = ["succeeded", "failed", "cancelled"];
@@ -69,12 +69,13 @@ function chatBox(model, showError) {
 export async function jobPage(view, { id, showError, alive }) {
   const parts = {
     info: h("section", { class: "card" }), actions: h("div", { class: "actions", id: "job-actions" }),
-    chart: h("section", { class: "card", id: "loss" }), events: h("div", { class: "events", id: "events" }),
+    chart: h("section", { class: "card", id: "loss" }), reward: h("section", { class: "card", id: "reward" }),
+    events: h("div", { class: "events", id: "events" }),
     checkpoints: h("section", { class: "card", id: "checkpoints" }),
   };
   let chat = null;
   view.replaceChildren(
-    h("h1", {}, "Fine-tuning job"), parts.info, parts.chart,
+    h("h1", {}, "Fine-tuning job"), parts.info, parts.reward, parts.chart,
     h("section", { class: "card" }, h("h2", {}, "Events"), parts.events), parts.checkpoints);
   const seen = new Set(), events = [], filenames = new Map();
 
@@ -116,7 +117,10 @@ export async function jobPage(view, { id, showError, alive }) {
     ].filter(Boolean));
     parts.info.replaceChildren(...info(job), parts.actions);
     const points = events.filter((event) => event.type === "metrics" && event.data).map((event) => event.data).reverse();
-    parts.chart.replaceChildren(h("h2", {}, "Loss"), lossChart(points));
+    parts.chart.replaceChildren(h("h2", {}, "Loss"), metricChart(points, LOSS));
+    // A reinforcement job's reward, what its grader gives the model's answers: the curve its training raises.
+    parts.reward.hidden = job.method?.type !== "reinforcement";
+    if (!parts.reward.hidden) parts.reward.replaceChildren(h("h2", {}, "Reward"), metricChart(points, REWARD));
     parts.events.replaceChildren(...events.map((event) => h("div", { class: event.level },
       h("span", { class: "muted" }, `${time(event.created_at)}  `), event.message)));
     parts.checkpoints.replaceChildren(h("h2", {}, "Checkpoints"), ...await checkpointRows());
