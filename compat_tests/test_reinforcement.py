@@ -158,3 +158,57 @@ def test_reinforcement_mistakes_are_refused_at_create(client, rft_files):
     error = refusal(training_file=chat.id, type="supervised", supervised={"hyperparameters": {"compute_multiplier": 2}})
     assert error.param == "method.supervised.hyperparameters.compute_multiplier"
     assert "belongs to the reinforcement method" in error.message
+
+
+# SmolLM2 answers in long sentences that its 16-token budget cuts off; this grader wants one short,
+# finished sentence, a format the base model keeps about half the time.
+FORMAT_GRADER = {"type": "python", "name": "short sentence", "source": (
+    "def grade(sample, item):\n"
+    "    text = sample['output_text'].strip()\n"
+    "    return 1.0 if 2 <= len(text.split()) <= 12 and text.endswith(('.', '!', '?')) else 0.0\n")}
+REAL_TRAIN = ["What is the capital of France?", "What color is the sky on a clear day?",
+              "How many legs does a dog have?", "What is the largest planet?", "Who wrote Hamlet?",
+              "What is frozen water called?", "What is the opposite of hot?", "What do bees make?",
+              "What language is spoken in Spain?", "Which season is the coldest?"]
+REAL_VALID = ["What is the capital of Italy?", "What color is grass?", "What is the capital of Japan?",
+              "Which planet is known as the red planet?", "What is the opposite of up?",
+              "What do cows give us to drink?"]
+REAL_HELD_OUT = [*REAL_VALID, "What is the capital of Spain?", "What animal says meow?",
+                 "What is the boiling point of water in Celsius?", "How many days are in a week?"]
+
+
+def _follows_format(text: str) -> bool:
+    text = text.strip()
+    return 2 <= len(text.split()) <= 12 and text.endswith((".", "!", "?"))
+
+
+def test_smollm2_learns_a_format_from_a_python_grader(readme_server):
+    from conftest import SMOLLM2
+
+    client = readme_server.client()
+    train = processed(client, jsonl({"messages": [{"role": "user", "content": q}]} for q in REAL_TRAIN))
+    valid = processed(client, jsonl({"messages": [{"role": "user", "content": q}]} for q in REAL_VALID))
+    job = client.fine_tuning.jobs.create(model=SMOLLM2, training_file=train.id, validation_file=valid.id, seed=3,
+                                         method=_reinforcement(FORMAT_GRADER, n_epochs=2, batch_size=2,
+                                                               learning_rate_multiplier=10, eval_interval=5,
+                                                               eval_samples=2, max_completion_tokens=16))
+    done = wait_done(client, job.id, patience=600)
+    assert done.status == "succeeded", done.error
+    events = metrics_events(client, job.id)
+    start = events[0].data["valid_mean_reward_start"]
+    end = events[-1].data["valid_mean_reward"]
+    assert end > start, (start, end)
+
+    def answers(model: str) -> list[str]:
+        return [client.chat.completions.create(model=model, messages=[{"role": "user", "content": q}],
+                                               temperature=0, max_tokens=16).choices[0].message.content
+                for q in REAL_HELD_OUT]
+
+    base, tuned = answers(SMOLLM2), answers(done.fine_tuned_model)
+    base_count, tuned_count = sum(map(_follows_format, base)), sum(map(_follows_format, tuned))
+    samples_per_second = sum(e.data["train_samples_per_second"] for e in events) / len(events)
+    MEASUREMENTS.append(
+        f"RFT on SmolLM2 (python grader, one short finished sentence): validation reward {start:.3f} before, "
+        f"{end:.3f} after {len(events)} steps; served greedily on {len(REAL_HELD_OUT)} held-out prompts, "
+        f"{base_count} (base) and {tuned_count} (tuned) answers in the format; {samples_per_second:.2f} samples/s")
+    assert tuned_count > base_count, (base, tuned)

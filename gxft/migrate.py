@@ -21,7 +21,7 @@ from gxft.output import printable
 from gxft.remote import make_client
 
 METADATA_LIMIT = 16  # keys, as OpenAI allows
-CARRIED_METHODS = ("supervised", "dpo")
+CARRIED_METHODS = ("supervised", "dpo", "reinforcement")
 
 
 @dataclass
@@ -74,7 +74,11 @@ def method_of(job: Any) -> tuple[dict[str, Any] | None, str | None]:
     hyperparameters = details.hyperparameters if details is not None and details.hyperparameters else \
         job.hyperparameters
     values = hyperparameters.to_dict(exclude_unset=False) if hyperparameters is not None else {}
-    return {"type": kind, kind: {"hyperparameters": {k: v for k, v in values.items() if v is not None}}}, None
+    body: dict[str, Any] = {"hyperparameters": {k: v for k, v in values.items() if v is not None}}
+    if kind == "reinforcement" and details is not None:
+        # The grader as the source holds it; one that names a grader model must find that model here.
+        body["grader"] = details.grader if isinstance(details.grader, dict) else details.grader.to_dict()
+    return {"type": kind, kind: body}, None
 
 
 def plan_job(job: Any, source: openai.OpenAI, target_models: set[str], model_map: dict[str, str],
