@@ -212,3 +212,13 @@ def test_smollm2_learns_a_format_from_a_python_grader(readme_server):
         f"{end:.3f} after {len(events)} steps; served greedily on {len(REAL_HELD_OUT)} held-out prompts, "
         f"{base_count} (base) and {tuned_count} (tuned) answers in the format; {samples_per_second:.2f} samples/s")
     assert tuned_count > base_count, (base, tuned)
+
+
+def test_a_grader_that_fails_on_every_answer_fails_the_job_with_its_reason(client, rft_files):
+    train, _ = rft_files
+    broken = {"type": "python", "name": "broken", "source": "def grade(sample, item):\n    return item['score']\n"}
+    job = client.fine_tuning.jobs.create(model=TINY, training_file=train.id, method=_reinforcement(
+        broken, n_epochs=1, max_completion_tokens=4))
+    done = wait_done(client, job.id)
+    assert done.status == "failed" and done.error.code == "grader_failed" and done.error.param == "method"
+    assert "python_grader_runtime_error" in done.error.message and "KeyError: 'score'" in done.error.message

@@ -22,6 +22,7 @@ from worker.data import DataError
 from worker.integrations import Tracker, start_trackers
 from worker.metrics_csv import write_metrics_csv
 from worker.model_setup import GPURequired
+from worker.objectives.reinforcement import GraderFailed
 from worker.reporter import ProgressReporter
 from worker.trainer import Trainer, TrainingResult
 from worker.training_run import ContinuedModel, TrainingRun
@@ -92,6 +93,8 @@ def _failure(exc: BaseException) -> tuple[str, str, str | None]:
         return "model_load_failed", str(exc), "model"
     if isinstance(exc, GPURequired):
         return "gpu_required", str(exc), "hyperparameters"
+    if isinstance(exc, GraderFailed):
+        return "grader_failed", f"The job's grader could not grade the model's answers: {exc}", "method"
     if isinstance(exc, DataError):
         return "invalid_training_file", f"The job failed due to an invalid training file: {exc}", "training_file"
     if isinstance(exc, ServerRefused) and exc.code == "insufficient_storage":

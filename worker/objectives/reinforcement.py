@@ -35,6 +35,10 @@ ADVANTAGE_EPSILON = 1e-4  # TRL's: keeps a group with (almost) one reward from d
 SAMPLING_TEMPERATURE = 1.0
 
 
+class GraderFailed(Exception):
+    """Every answer of a batch failed to grade: training on all-zero rewards would teach nothing."""
+
+
 class Sampled:
     """A batch of prompts, each with its group of answers: prompt rows (left-padded) beside answer rows."""
 
@@ -163,6 +167,9 @@ class ReinforcementObjective:
                                         zip(sampled.texts, items, strict=True)], self.tools)
         rewards = torch.tensor([response.reward for response in responses])
         failures = [text for response in responses if (text := failure_text(response))]
+        if len(failures) == len(responses):
+            raise GraderFailed(f"the grader failed on every one of {len(responses)} answers, the first with "
+                               f"{failures[0]}")
         stats: dict[str, float] = {"grading_errors": len(failures) / len(responses)}
         for name in responses[0].sub_rewards:
             stats[f"reward_{name}"] = sum(float(r.sub_rewards.get(name, 0.0)) for r in responses) / len(responses)
