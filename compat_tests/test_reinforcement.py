@@ -90,10 +90,13 @@ def test_reinforcement_job_raises_the_reward_of_its_grader(client, rft_files):
     assert tuned > base + 0.2, (base, tuned)
 
 
-def test_multi_grader_parts_are_reported_and_an_rft_job_pauses_and_resumes(server, rft_files):
-    # A lenient client: "paused" is missing from the SDK's status enum.
+def test_multi_grader_parts_are_reported_and_an_rft_job_pauses_and_resumes(start_server):
+    # A server of its own: a job whose multi grader holds several graders (the guide's form) is echoed as
+    # sent, which OpenAI's SDK (typing one grader) refuses in strict mode, also in every list of jobs.
+    # A lenient client: "paused" is missing from the SDK's status enum too.
+    server = start_server(worker=True)
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
-    train, _ = rft_files
+    train = processed(client, prompts(TRAIN_QUESTIONS), "rft-train.jsonl")
     short = {"type": "python", "name": "short",
              "source": "def grade(sample, item):\n    return 1.0 if len(sample['output_text']) <= 12 else 0.0\n"}
     judge = {"type": "label_model", "name": "judge", "model": TINY, "labels": ["yes", "no"], "passing_labels": ["yes"],

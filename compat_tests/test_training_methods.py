@@ -125,7 +125,7 @@ def test_method_and_file_format_must_match(client, preference_file, chat_file):
     error = _error(lambda: client.fine_tuning.jobs.create(
         model=TINY, training_file=chat_file.id,
         method={"type": "supervised", "supervised": {"hyperparameters": {"beta": 0.1}}}))
-    assert error.param == "method.supervised.hyperparameters.beta" and "dpo method" in error.message
+    assert error.param == "method.supervised.hyperparameters.beta" and "dpo and reinforcement method" in error.message
     error = _error(lambda: client.fine_tuning.jobs.create(
         model=TINY, training_file=preference_file.id, method=dpo_method(beta=3)))
     assert error.param == "method.dpo.hyperparameters.beta" and "<= 2" in error.message
