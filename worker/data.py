@@ -185,6 +185,11 @@ def _tokenize_lines(path: Path, data_format: DataFormat, tokenize_one: Callable[
     return tokenized
 
 
+def targets(example: TokenizedExample) -> int:
+    """The tokens whose prediction the example trains (its first token is never a target)."""
+    return sum(label != IGNORE for label in example.labels[1:])
+
+
 def _labelled(example: TokenizedExample) -> bool:
     return any(label != IGNORE for label in example.labels)
 

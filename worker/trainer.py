@@ -15,19 +15,30 @@ worker the same way. It knows nothing of HTTP or of where its input came from: i
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 from transformers import get_linear_schedule_with_warmup
 
 from contract.internal_api import Order
+from worker import distributed
 from worker.data import steps_per_epoch, to_device
+from worker.distributed import SINGLE, Share
 from worker.model_setup import starting_model
 from worker.objectives import objective_for
 from worker.training_run import TrainingRun
 
+T = TypeVar("T")
 EMBEDDING_LAYERS = {"embed_tokens", "lm_head"}  # peft's names for them (EMBEDDING_LAYER_NAMES)
 
 
@@ -55,8 +66,13 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    def __init__(self, run: TrainingRun):
+    """One process's part of a run: all of it, or (`share`) one rank of several (worker/distributed.py)."""
+
+    def __init__(self, run: TrainingRun, share: Share = SINGLE):
+        if share.world > 1 and run.method == "reinforcement":
+            raise ValueError("reinforcement fine-tuning runs in one process")
         self.run = run
+        self.share = share
         self.settings = run.settings
         self.objective = objective_for(run)
 
@@ -65,11 +81,14 @@ class Trainer:
         self.tokenizer, self.model = starting_model(self.run, self.objective.sequences_per_example)
         self.model.train()
         self.objective.prepare(self.model, self.tokenizer, self.run)
+        # Several processes: the model inside DDP (LoRA) or sharded by FSDP2 (all weights), before the
+        # optimizer takes its (then sharded) parameters.
+        self.wrapped = distributed.wrap(self.model, self.settings.lora) if self.share.world > 1 else None
         self.steps_per_epoch = steps_per_epoch(self.objective.train_count, self.settings.batch_size)
         self.total_steps = self.steps_per_epoch * self.settings.n_epochs
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            trainable, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay,
+            self.trainable, lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay,
             fused=self.run.device.type == "cuda",
         )
         self.scheduler = get_linear_schedule_with_warmup(
@@ -79,20 +98,32 @@ class Trainer:
         self.trained_tokens = 0
         self.metric_rows: list[dict[str, Any]] = []
 
-    # Resumable state: trainable weights, optimizer, schedule and position.
+    def _on_model(self, compute: Callable[[], T]) -> T:
+        """`compute` on the model: inside the wrapper's forward where there is one (worker/distributed.py)."""
+        return compute() if self.wrapped is None else self.wrapped(compute)
 
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
+    # Resumable state: trainable weights, optimizer, schedule and position. Whole, never a rank's shard,
+    # and keyed by parameter names, so that a run resumes on any number of processes.
+
+    def _whole_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        options = StateDictOptions(full_state_dict=self.share.world > 1, cpu_offload=True)
+        weights = get_model_state_dict(self.model, options=options)
+        optimizer = get_optimizer_state_dict(self.model, self.optimizer, options=options)
+        return weights, optimizer
+
+    def save_state(self, path: Path) -> Path | None:
+        """Every rank takes part; rank 0 writes (and answers the path)."""
+        weights, optimizer = self._whole_state()
+        if not self.share.leader:
+            return None
         names = {name for name, p in self.model.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu() for k, v in self.model.state_dict().items() if k in names}
-
-    def save_state(self, path: Path) -> Path:
         torch.save(
             {
                 "step": self.step,
                 "trained_tokens": self.trained_tokens,
                 "metric_rows": self.metric_rows,
-                "weights": self._trainable_state(),
-                "optimizer": self.optimizer.state_dict(),
+                "weights": {k: v for k, v in weights.items() if k in names},
+                "optimizer": optimizer,
                 "scheduler": self.scheduler.state_dict(),
             },
             path,
@@ -100,20 +131,34 @@ class Trainer:
         return path
 
     def load_state(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.run.device, weights_only=True)
-        self.model.load_state_dict(state["weights"], strict=False)
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        options = StateDictOptions(full_state_dict=self.share.world > 1, strict=False)
+        set_model_state_dict(self.model, state["weights"], options=options)
+        set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         self.trained_tokens = state["trained_tokens"]
         self.metric_rows = state["metric_rows"]
 
     def save_weights(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
+        """Every rank takes part (sharded weights are gathered); rank 0 writes."""
         if not self.settings.lora:
-            self.model.save_pretrained(directory)
-            self.tokenizer.save_pretrained(directory)
+            whole = None
+            if self.share.world > 1:
+                whole = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True,
+                                                                                  cpu_offload=True))
+                # Gathered copies no longer share storage, so save_pretrained cannot see which weights are
+                # tied; named_parameters names each tied weight once, as the model's own files do.
+                kept = {name for name, _ in self.model.named_parameters()} | dict(self.model.named_buffers()).keys()
+                whole = {name: value for name, value in whole.items() if name in kept}
+            if self.share.leader:
+                directory.mkdir(parents=True, exist_ok=True)
+                self.model.save_pretrained(directory, state_dict=whole)
+                self.tokenizer.save_pretrained(directory)
             return directory
+        if not self.share.leader:  # DDP: every rank holds the whole adapter
+            return directory
+        directory.mkdir(parents=True, exist_ok=True)
         for adapter in self.model.peft_config.values():
             # Name the base model by its registry id, not by this machine's folder, so that the adapter
             # loads elsewhere (peft, vLLM) with that id mapped to wherever the model lives there.
@@ -134,22 +179,35 @@ class Trainer:
         rows = self.metric_rows
         start_epoch, skip = divmod(self.step, self.steps_per_epoch)
         for epoch in range(start_epoch, settings.n_epochs):
-            for index, batch in enumerate(objective.batches(epoch)):
+            for index, batch in enumerate(objective.batches(epoch, self.share)):
                 if epoch == start_epoch and index < skip:
                     continue
-                loss, step_metrics = objective.loss(to_device(batch.tensors, self.run.device), batch.indices)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
+                tensors = to_device(batch.tensors, self.run.device)
+                loss, step_metrics = self._on_model(lambda: objective.loss(tensors, batch.indices))
+                tokens = batch.tokens
+                if self.share.world == 1:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), settings.max_grad_norm)
+                else:
+                    # DDP and FSDP2 average the ranks' gradients; each rank's loss weighs its share of
+                    # the batch, so the average times the ranks is the one-process gradient.
+                    (loss * batch.fraction * self.share.world).backward()
+                    distributed.clip_grad_norm(self.trainable, settings.max_grad_norm)
+                    step_metrics = distributed.summed(
+                        {"tokens": tokens, **{k: v * batch.fraction for k, v in step_metrics.items()}},
+                        self.run.device)
+                    tokens = int(step_metrics.pop("tokens"))
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
-                self.trained_tokens += batch.tokens
+                self.trained_tokens += tokens
                 metrics = {"step": self.step, "total_steps": self.total_steps, **step_metrics}
                 end_of_epoch = index == self.steps_per_epoch - 1
                 interval = objective.validation_interval
                 if (self.step % interval == 0 or self.step == self.total_steps) if interval else end_of_epoch:
-                    metrics.update(objective.validate())
+                    with torch.no_grad():  # every rank validates on the whole file, alike
+                        metrics.update(self._on_model(objective.validate))
                 rows.append(objective.metric_row(metrics))
                 hooks.step_done(self.step, self.total_steps, metrics, self.trained_tokens)
                 if end_of_epoch:

@@ -6,6 +6,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
+from worker.distributed import Share
 from worker.training_run import TrainingRun
 
 
@@ -13,6 +14,9 @@ class Batch(NamedTuple):
     indices: list[int]  # of the training examples in it
     tensors: dict[str, Any]  # what the objective's loss takes, on the CPU
     tokens: int  # real (non-pad) tokens, for trained_tokens
+    # This process's share of the step's loss denominator (labelled tokens, pairs) when several processes
+    # split the batch (worker/distributed.py): its loss and metrics weigh that much in the batch's.
+    fraction: float = 1.0
 
 
 class Objective(Protocol):
@@ -29,7 +33,8 @@ class Objective(Protocol):
     @property
     def train_count(self) -> int: ...
 
-    def batches(self, epoch: int) -> Iterator[Batch]: ...
+    def batches(self, epoch: int, share: Share) -> Iterator[Batch]:
+        """The epoch's batches, each cut to this process's part of it."""
 
     def loss(self, tensors: dict[str, Any], indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]: ...
 

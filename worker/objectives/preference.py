@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from worker.data import IGNORE, PreferencePair, batch_indices, collate_pairs, to_device, tokenize_pairs
+from worker.distributed import Share, share_of
 from worker.forward import logits
 from worker.objectives.objective import Batch
 from worker.training_run import TrainingRun
@@ -69,11 +70,14 @@ class PreferenceObjective:
         self.model.train()
         return reference
 
-    def batches(self, epoch: int) -> Iterator[Batch]:
-        for indices in batch_indices(len(self.train_examples), self.run.settings.batch_size, self.run.seed, epoch):
-            chosen = [self.train_examples[i] for i in indices]
-            tokens = sum(len(p.preferred.input_ids) + len(p.rejected.input_ids) for p in chosen)
-            yield Batch(indices, collate_pairs(chosen, self.tokenizer.pad_token_id), tokens)
+    def batches(self, epoch: int, share: Share) -> Iterator[Batch]:
+        pairs = self.train_examples
+        for indices in batch_indices(len(pairs), self.run.settings.batch_size, self.run.seed, epoch):
+            sizes = [len(pairs[i].preferred.input_ids) + len(pairs[i].rejected.input_ids) for i in indices]
+            part, fraction = share_of(indices, sizes, [1] * len(indices), share)
+            tokens = sum(len(pairs[i].preferred.input_ids) + len(pairs[i].rejected.input_ids) for i in part)
+            yield Batch(part, collate_pairs([pairs[i] for i in part], self.tokenizer.pad_token_id),
+                        tokens if fraction else 0, fraction)
 
     def _pair_loss(self, tensors: dict[str, Any], reference: list[tuple[float, float]]):
         logps = sequence_logps(logits(self.model, tensors), tensors["labels"])

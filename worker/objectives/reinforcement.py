@@ -26,6 +26,7 @@ from grading.python_sandbox import PythonLimits
 from grading.run import GradingTools, failure_text, grade
 from grading.templates import Sample
 from worker.data import DataError, Prompt, batch_indices, tokenize_prompts
+from worker.distributed import Share
 from worker.forward import mixed_precision
 from worker.objectives.objective import Batch
 from worker.training_run import TrainingRun
@@ -129,7 +130,8 @@ class ReinforcementObjective:
     def train_count(self) -> int:
         return len(self.train_prompts)
 
-    def batches(self, epoch: int) -> Iterator[Batch]:
+    def batches(self, epoch: int, share: Share) -> Iterator[Batch]:
+        # One process only (the trainer refuses more): sampling and grading are not split between ranks.
         for indices in batch_indices(len(self.train_prompts), self.run.settings.batch_size, self.run.seed, epoch):
             # The tensors are made in `loss`: the answers are sampled there, from the model as it is then.
             tokens = sum(len(self.train_prompts[i].input_ids) for i in indices) * self.group_size

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from worker import attention
-from worker.data import TokenizedExample, batch_indices, collate, to_device, tokenize_file
+from worker.data import TokenizedExample, batch_indices, collate, targets, to_device, tokenize_file
+from worker.distributed import Share, share_of
 from worker.forward import train_loss
 from worker.objectives.objective import Batch
 from worker.training_run import TrainingRun
@@ -28,12 +29,15 @@ class SupervisedObjective:
     def train_count(self) -> int:
         return len(self.train_examples)
 
-    def batches(self, epoch: int) -> Iterator[Batch]:
+    def batches(self, epoch: int, share: Share) -> Iterator[Batch]:
         settings = self.run.settings
-        for indices in batch_indices(len(self.train_examples), settings.batch_size, self.run.seed, epoch):
-            chosen = [self.train_examples[i] for i in indices]
+        examples = self.train_examples
+        for indices in batch_indices(len(examples), settings.batch_size, self.run.seed, epoch):
+            part, fraction = share_of(indices, [len(examples[i].input_ids) for i in indices],
+                                      [targets(examples[i]) for i in indices], share)
+            chosen = [examples[i] for i in part]
             tensors = collate(chosen, settings.packing, self.tokenizer.pad_token_id, attention.padding_free(self.model))
-            yield Batch(indices, tensors, sum(len(e.input_ids) for e in chosen))
+            yield Batch(part, tensors, sum(len(e.input_ids) for e in chosen) if fraction else 0, fraction)
 
     def loss(self, tensors: dict[str, Any], indices: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
         loss, correct = train_loss(self.model, tensors)
