@@ -83,10 +83,11 @@ class ServerProcess:
             self._log.close()
 
 
-def start_worker(server: ServerProcess, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A `gxft worker` of its own (not the embedded one), logging to `log_path`."""
+def start_worker(server: ServerProcess, log_path: Path, env: dict[str, str] | None = None,
+                 options: tuple[str, ...] = ()) -> subprocess.Popen:
+    """A `gxft worker` of its own (not the embedded one), with `options`, logging to `log_path`."""
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GXFT_WORKER_TOKEN": server.worker_token(),
                    "GXFT_DATA_DIR": str(server.data_dir), **(env or {})}
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "gxft", "worker", "--server", server.base_url],
+        return subprocess.Popen([sys.executable, "-m", "gxft", "worker", "--server", server.base_url, *options],
                                 env=environment, stdout=log, stderr=subprocess.STDOUT)

@@ -62,7 +62,19 @@ def start_embedded_worker(settings) -> subprocess.Popen:
 def worker(args: argparse.Namespace) -> int:
     from worker.main import run_worker
 
-    return run_worker(server_url=args.server, queue_path=args.queue, parent_pid=args.parent_pid)
+    return run_worker(server_url=args.server, queue_path=args.queue, parent_pid=args.parent_pid, procs=args.procs)
+
+
+def _procs(text: str) -> int:
+    if text == "all":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError("`all` counts GPUs, and this machine has none; give a number")
+        return torch.cuda.device_count()
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more), nor `all`")
+    return int(text)
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -280,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser.add_argument("--server", required=True, help="the server's URL, e.g. http://127.0.0.1:8000")
     worker_parser.add_argument(
         "--queue", help="the SQLite queue file (default $GXFT_DATA_DIR/queue.sqlite3); GXFT_REDIS_URL selects Redis"
+    )
+    worker_parser.add_argument(
+        "--procs", type=_procs, default=1, metavar="N|all",
+        help="train each job as N processes (torch.distributed; `all`: one per GPU); default 1",
     )
     worker_parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     worker_parser.set_defaults(run=worker)

@@ -18,24 +18,12 @@ import httpx2
 from contract.internal_api import WorkerRegistration
 from contract.job_queue import QUEUE_FILENAME, open_queue
 from worker.client import ServerRefused, WorkerClient
+from worker.parent_watch import exit_with_parent
 from worker.runner import JobRunner
 
 log = logging.getLogger("gxft.worker")
 
 HEARTBEAT_SECONDS = 10.0
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """The embedded worker ends when `gxft serve` ends, even if the server was killed."""
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent_pid:
-                log.info("the server process is gone; the embedded worker stops")
-                os._exit(0)
-            time.sleep(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _this_machine() -> WorkerRegistration:
@@ -61,7 +49,7 @@ def _keep_announcing(client: WorkerClient) -> None:
     threading.Thread(target=announce, name="heartbeat", daemon=True).start()
 
 
-def run_worker(server_url: str, queue_path: str | None = None, parent_pid: int | None = None) -> int:
+def run_worker(server_url: str, queue_path: str | None = None, parent_pid: int | None = None, procs: int = 1) -> int:
     token = os.environ.get("GXFT_WORKER_TOKEN")
     if not token:
         print("gxft worker: set GXFT_WORKER_TOKEN to the server's worker token "
@@ -70,18 +58,18 @@ def run_worker(server_url: str, queue_path: str | None = None, parent_pid: int |
     redis_url = os.environ.get("GXFT_REDIS_URL") or None
     if queue_path is None and redis_url is None:
         queue_path = str(Path(os.environ.get("GXFT_DATA_DIR", "gxft-data")).resolve() / QUEUE_FILENAME)
-    if parent_pid:
-        _exit_with_parent(parent_pid)
+    if parent_pid:  # the embedded worker ends when `gxft serve` ends, even if the server was killed
+        exit_with_parent(parent_pid, "the embedded worker")
     machine = _this_machine()
     try:  # waits for a server that is still starting (the embedded worker starts beside it)
         registered = WorkerClient(server_url, token).register(machine)
     except (httpx2.HTTPError, ServerRefused) as exc:
         print(f"gxft worker: {server_url} did not register this worker: {exc}", file=sys.stderr)
         return 2
-    log.info("worker %s on %s: %s", registered.worker_id, socket.gethostname(),
-             ", ".join(machine.devices) or "CPU only")
+    log.info("worker %s on %s: %s; %d training process(es) per job", registered.worker_id, socket.gethostname(),
+             ", ".join(machine.devices) or "CPU only", procs)
     _keep_announcing(WorkerClient(server_url, registered.worker_key))
-    runner = JobRunner(server_url, registered.worker_key)
+    runner = JobRunner(server_url, registered.worker_key, procs)
     queue = open_queue(Path(queue_path) if queue_path else None, redis_url, run_job=runner.run)
     log.info("worker %s serving %s from %s", registered.worker_id, server_url, redis_url or queue_path)
     consumer = queue.huey.create_consumer(

@@ -13,6 +13,7 @@ worker the same way. It knows nothing of HTTP or of where its input came from: i
 `gxft train`), which report metrics, deliver checkpoints and pass on the user's orders.
 """
 
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -183,7 +184,7 @@ class Trainer:
                 if epoch == start_epoch and index < skip:
                     continue
                 tensors = to_device(batch.tensors, self.run.device)
-                loss, step_metrics = self._on_model(lambda: objective.loss(tensors, batch.indices))
+                loss, step_metrics = self._on_model(functools.partial(objective.loss, tensors, batch.indices))
                 tokens = batch.tokens
                 if self.share.world == 1:
                     loss.backward()
