@@ -50,3 +50,14 @@ def test_api_benchmark_reads_beside_bare_starlette_and_uploads(tmp_path):
     upload = report["upload"]
     assert upload["status"] == "processed" and upload["lines"] > 10_000 and upload["validation_lines_per_s"] > 0
     assert upload["chunked_status"] == "completed" and upload["chunked_vs_cp"] > 0
+
+
+def test_distributed_benchmark_times_and_measures_each_rank_beside_one_process(tmp_path):
+    report = bench("distributed", tmp_path, "--model", "tiny", "--procs", "2", "--steps", "2", "--batch-size", "4",
+                   "--tokens", "64")
+    assert set(report["runs"]) == {"full, FSDP2", "LoRA, DDP"}
+    for run in report["runs"].values():
+        assert len(run["ranks"]) == 2
+        for figures in (run["one_process"], *run["ranks"]):
+            assert figures["seconds_per_step"] > 0 and figures["peak_bytes"] > 0
+        assert run["peak_memory_per_rank_ratio"] > 0 and run["step_time_ratio"] > 0

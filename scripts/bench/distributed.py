@@ -128,6 +128,7 @@ def main() -> int:
               f"{largest / 2**20:.0f} MiB peak per rank ({largest / one['peak_bytes']:.2f}×)")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"JSON: {args.json}")
     return 0
 
 
