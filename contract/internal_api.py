@@ -137,3 +137,13 @@ class GraderModelAnswer(msgspec.Struct, kw_only=True):
     text: str
     prompt_tokens: int
     completion_tokens: int
+
+
+class GraderEmbeddingRequest(msgspec.Struct, kw_only=True):
+    """A reinforcement job's cosine grader: the texts to embed with the server's embedding model."""
+
+    texts: list[str]
+
+
+class GraderEmbeddingAnswer(msgspec.Struct, kw_only=True):
+    vectors: list[list[float]]  # one per text, of length 1

@@ -58,17 +58,19 @@ def _python(grader: PythonGrader) -> None:
         raise GraderProblem("source", "the source must define a function grade(sample, item) that returns a number")
 
 
-def check_grader(grader: AnyGrader, model_exists: Callable[[str], bool], inside_multi: bool = False) -> None:
+def check_grader(grader: AnyGrader, model_exists: Callable[[str], bool], can_embed: bool,
+                 inside_multi: bool = False) -> None:
     """Raise GraderProblem for the first thing wrong with the grader; `model_exists` says whether a
-    grader model is one this server serves to the caller."""
+    grader model is one this server serves to the caller, `can_embed` whether it has an embedding model."""
     if not grader.name.strip():
         raise GraderProblem("name", "a grader needs a name")
     if isinstance(grader, (StringCheckGrader, TextSimilarityGrader)):
         _templates(grader.input, "input")
         _templates(grader.reference, "reference")
-        if isinstance(grader, TextSimilarityGrader) and grader.evaluation_metric == "cosine":
+        if isinstance(grader, TextSimilarityGrader) and grader.evaluation_metric == "cosine" and not can_embed:
             raise GraderProblem("evaluation_metric", "cosine similarity needs an embedding model, and this server "
-                                "serves none; fuzzy_match, bleu, gleu, meteor and the rouge metrics need no model")
+                                "has none (start it with GXFT_EMBEDDING_MODEL set to one); fuzzy_match, bleu, "
+                                "gleu, meteor and the rouge metrics need no model")
     elif isinstance(grader, PythonGrader):
         _python(grader)
     elif isinstance(grader, (ScoreModelGrader, LabelModelGrader)):
@@ -87,7 +89,7 @@ def check_grader(grader: AnyGrader, model_exists: Callable[[str], bool], inside_
         named = grader.named_graders()
         for name, inner in named.items():
             try:
-                check_grader(inner, model_exists, inside_multi=True)
+                check_grader(inner, model_exists, can_embed, inside_multi=True)
             except GraderProblem as inner_problem:
                 where = f"graders.{name}" if isinstance(grader.graders, dict) else "graders"
                 raise GraderProblem(f"{where}.{inner_problem.field}".rstrip("."), inner_problem.message) from None

@@ -1,7 +1,8 @@
 """score_model and label_model: a model that the caller serves reads the filled-in prompt and answers in
 a JSON shape that structured outputs hold it to (`{"result": <number>}`, or one of the labels), so a
 small model's answer always parses. The server answers through its own engine, a worker through the
-server (`ChatModel`), so a grader model is any model GXFT serves, a fine-tuned one included.
+server (`ChatModel`), so a grader model is any model GXFT serves, a fine-tuned one included. The cosine
+grader's embedding model is reached the same way (`Embedder`).
 """
 
 from typing import Any, NamedTuple, Protocol
@@ -29,6 +30,12 @@ class ModelServerError(Exception):
 class ChatModel(Protocol):
     def complete(self, model: str, messages: list[dict[str, str]], json_schema: dict[str, Any],
                  sampling: SamplingParams | None) -> ModelAnswer: ...
+
+
+class Embedder(Protocol):
+    """The cosine grader's embedding model: unit vectors, one per text; ModelServerError when it cannot answer."""
+
+    def vectors(self, texts: list[str]) -> list[list[float]]: ...
 
 
 def content_text(content: Any) -> str | None:

@@ -24,17 +24,19 @@ from contract.graders import (
 from grading import model_graders
 from grading.errors import GradingFailure
 from grading.formula import calculate
-from grading.model_graders import ChatModel, ModelAnswer
+from grading.model_graders import ChatModel, Embedder, ModelAnswer, ModelServerError
 from grading.python_sandbox import PythonLimits, run_python_grader
 from grading.templates import Sample, render
-from grading.text_metrics import similarity, string_check
+from grading.text_metrics import cosine, similarity, string_check
 
 
 @dataclass(frozen=True)
 class GradingTools:
-    """What graders need from their caller: a way to reach grader models, and the python grader's limits."""
+    """What graders need from their caller: a way to reach grader models and the embedding model, and the
+    python grader's limits."""
 
     chat: ChatModel | None = None
+    embedder: Embedder | None = None
     python_limits: PythonLimits = field(default_factory=PythonLimits)
 
 
@@ -59,7 +61,31 @@ def _each(cases: list[tuple[Sample, Any]], one) -> list[_Outcome]:
     return outcomes
 
 
+def _cosines(grader: TextSimilarityGrader, cases: list[tuple[Sample, Any]], embedder: Embedder | None
+             ) -> list[_Outcome]:
+    """One request to the embedding model for every sample's input and reference."""
+    pairs: list[tuple[str, str] | GradingFailure] = []
+    for sample, item in cases:
+        namespaces = _namespaces(sample, item)
+        try:
+            pairs.append((render(grader.input, namespaces), render(grader.reference, namespaces)))
+        except GradingFailure as failure:
+            pairs.append(failure)
+    texts = [text for pair in pairs if isinstance(pair, tuple) for text in pair]
+    try:
+        if embedder is None:
+            raise ModelServerError("no embedding model can be reached from here")
+        vectors = iter(embedder.vectors(texts) if texts else [])
+    except ModelServerError as exc:
+        unanswered = GradingFailure("model_grader_server_error", f"the embedding model could not answer: {exc}")
+        return [_Outcome(pair if isinstance(pair, GradingFailure) else unanswered) for pair in pairs]
+    return [_Outcome(pair if isinstance(pair, GradingFailure) else cosine(next(vectors), next(vectors)))
+            for pair in pairs]
+
+
 def _outcomes(grader: AnyGrader, cases: list[tuple[Sample, Any]], tools: GradingTools) -> list[_Outcome]:
+    if isinstance(grader, TextSimilarityGrader) and grader.evaluation_metric == "cosine":
+        return _cosines(grader, cases, tools.embedder)
     if isinstance(grader, StringCheckGrader):
         return _each(cases, lambda ns: _Outcome(string_check(render(grader.input, ns), render(grader.reference, ns),
                                                              grader.operation)))

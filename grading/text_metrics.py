@@ -7,11 +7,13 @@
   and GXFT never does: where the corpus is installed (`python -m nltk.downloader wordnet`) it is used,
   otherwise METEOR matches exact words and stems only, and scores synonyms as misses.
 - rouge_1 … rouge_5, rouge_l: Google's rouge-score (the ROUGE-1.5.5 reimplementation), F-measure.
-- cosine needs an embedding model, which this server does not have; validate refuses it.
+- cosine: the cosine of the two texts' vectors from the caller's embedding model (grading/run.py asks it
+  for every sample at once); validate refuses it where there is none.
 
 Words are split on whitespace after lower-casing, as the metrics' own examples do.
 """
 
+import math
 import re
 from functools import cache
 from typing import Any
@@ -60,6 +62,11 @@ def _rouge_scorer(metric: str) -> Any:
     return rouge_scorer.RougeScorer([metric.replace("_", "").replace("rougel", "rougeL")])
 
 
+def cosine(first: list[float], second: list[float]) -> float:
+    norms = math.hypot(*first) * math.hypot(*second)
+    return sum(a * b for a, b in zip(first, second, strict=True)) / norms if norms else 0.0
+
+
 def similarity(value: str, reference: str, metric: SimilarityMetric) -> float:
     if metric == "fuzzy_match":
         from rapidfuzz import fuzz
@@ -84,4 +91,4 @@ def similarity(value: str, reference: str, metric: SimilarityMetric) -> float:
         scorer = _rouge_scorer(metric)
         (score,) = scorer.score(reference, value).values()
         return float(score.fmeasure)
-    raise ValueError(f"no metric {metric!r} here")  # cosine: refused by validate before any grading
+    raise ValueError(f"no metric {metric!r} here")  # cosine: grading/run.py, with the embedding model

@@ -18,12 +18,14 @@ from server.base_models import BaseModelRegistry
 from server.checkpoint_permissions import CheckpointPermissions
 from server.config import DEFAULT_PROJECT, Settings
 from server.custom_models import CustomModels
+from server.embeddings import Embeddings
 from server.endpoints import (
     checkpoint_permissions,
     completions,
     custom_models,
     dashboard,
     datasets,
+    embeddings,
     files,
     fine_tuning,
     graders,
@@ -112,7 +114,8 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
                                  full_model_slots=settings.full_model_slots,
                                  max_request_tokens=settings.max_request_tokens)
         catalog = ModelCatalog(models, jobs, file_store, results, workers, custom_records)
-        graders = Graders(settings, catalog, engine)
+        embeddings = Embeddings(settings.embedding_model, settings.embedding_model_name)
+        graders = Graders(settings, catalog, engine, embeddings)
         app.state.services = Services(
             settings=settings, files=file_store, uploads=upload_store, file_validator=validator, jobs=jobs,
             registry=models,
@@ -122,7 +125,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
             custom_models=CustomModels(custom_records, jobs, file_store, models), engine=engine,
             workers=workers, wire_cache=WireCache(jobs), webhooks=WebhookSubscriptions(webhook_records),
             webhook_sender=webhook_sender, stored_completions=StoredCompletions(stored_answers),
-            stored_responses=StoredResponses(stored_answers), graders=graders,
+            stored_responses=StoredResponses(stored_answers), graders=graders, embeddings=embeddings,
             checkpoint_permissions=CheckpointPermissions(
                 jobs, PermissionRepository(db), set(settings.api_keys.values()) or {DEFAULT_PROJECT}),
         )
@@ -149,7 +152,7 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
     return Starlette(
         # Starlette tries routes in order: the ones clients poll (job retrieve and events) come first.
         routes=[*fine_tuning.routes, *files.routes, *uploads.routes, *internal.routes, *completions.routes,
-                *stored_completions.routes, *responses_api.routes, *graders.routes,
+                *stored_completions.routes, *responses_api.routes, *embeddings.routes, *graders.routes,
                 *models.routes, *webhooks.routes, *checkpoint_permissions.routes,
                 *custom_models.routes, *datasets.routes, Route("/healthz", healthz),
                 Route("/openapi.json", openapi_json), *dashboard.routes],

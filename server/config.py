@@ -23,6 +23,8 @@
 | GXFT_PUBLIC_HOSTS | with no API keys: the host names, besides loopback ones, that requests may name | unset |
 | GXFT_QUOTA_FILE_BYTES | per project: the most bytes its files may hold (0: no limit) | 0 |
 | GXFT_QUOTA_ACTIVE_JOBS | per project: the most jobs queued, running or paused at once (0: no limit) | 0 |
+| GXFT_EMBEDDING_MODEL | a sentence-transformers folder: `/v1/embeddings` and the cosine grader | unset |
+| GXFT_EMBEDDING_MODEL_NAME | the name requests give that model | the folder's name |
 | GXFT_WEBHOOK_RETRY_SECONDS | the first delay before a failed webhook delivery is tried again (it doubles) | 5 |
 """
 
@@ -75,6 +77,8 @@ class Settings(msgspec.Struct, kw_only=True):
     quota_active_jobs: int = 0
     webhook_retry_seconds: float = 5.0
     upload_expiry_seconds: int = 3600
+    embedding_model: Path | None = None
+    embedding_model_name: str = ""
 
     @property
     def database_path(self) -> Path:
@@ -167,6 +171,14 @@ def models_file_path() -> Path | None:
     return Path(models_file).resolve() if models_file else None
 
 
+def _embedding_folder(value: str) -> Path:
+    folder = Path(value).expanduser().resolve()
+    if not (folder / "config.json").is_file():
+        raise SettingsError(f"GXFT_EMBEDDING_MODEL: {folder} is not a model folder (it has no config.json); give "
+                            "the folder of a sentence-transformers model, such as all-MiniLM-L6-v2.")
+    return folder
+
+
 def _dialect(value: str) -> Dialect:
     for dialect in DIALECTS:
         if value == dialect:
@@ -211,6 +223,10 @@ def load_settings(
         webhook_retry_seconds=_env_number("GXFT_WEBHOOK_RETRY_SECONDS", 5.0, 0.01),
         upload_expiry_seconds=_env_number("GXFT_UPLOAD_EXPIRY_SECONDS", 3600, 1),
     )
+    if folder := env.get("GXFT_EMBEDDING_MODEL", "").strip():
+        settings.embedding_model = _embedding_folder(folder)
+        name = env.get("GXFT_EMBEDDING_MODEL_NAME", "").strip()
+        settings.embedding_model_name = name or settings.embedding_model.name
     if host is not None:
         settings.host = host
     if port is not None:

@@ -20,6 +20,7 @@ from grading.run import GradingTools, grade
 from grading.templates import Sample
 from server.answers import GatheredChoices
 from server.config import Settings
+from server.embeddings import Embeddings
 from server.errors import APIError, invalid_request
 from server.model_catalog import ModelCatalog
 from server.serving.engine import InferenceEngine
@@ -67,9 +68,10 @@ class EngineGraderModel:
 
 
 class Graders:
-    def __init__(self, settings: Settings, catalog: ModelCatalog, engine: InferenceEngine):
+    def __init__(self, settings: Settings, catalog: ModelCatalog, engine: InferenceEngine, embeddings: Embeddings):
         self.catalog = catalog
         self.engine = engine
+        self.embeddings = embeddings
         self.python_limits = PythonLimits(seconds=settings.python_grader_seconds)
 
     def _model_exists(self, project: str, name: str) -> bool:
@@ -82,7 +84,7 @@ class Graders:
     def check(self, project: str, grader: AnyGrader, param: str = "grader") -> None:
         """A 400 naming the field, for the first thing wrong with the grader."""
         try:
-            check_grader(grader, lambda name: self._model_exists(project, name))
+            check_grader(grader, lambda name: self._model_exists(project, name), self.embeddings.available)
         except GraderProblem as problem:
             where = f"{param}.{problem.field}" if problem.field else param
             raise invalid_request(f"Invalid grader: {problem.message}.", param=where,
@@ -94,7 +96,7 @@ class Graders:
             raise invalid_request("item must be a JSON object: the dataset line whose fields {{item.*}} names.",
                                   param="item")
         tools = GradingTools(chat=EngineGraderModel(self.catalog, self.engine, project),
-                             python_limits=self.python_limits)
+                             embedder=self.embeddings, python_limits=self.python_limits)
         sample = Sample(output_text=request.model_sample)
         (response,) = await anyio.to_thread.run_sync(grade, request.grader, [(sample, request.item)], tools)
         return response

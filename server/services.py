@@ -8,6 +8,7 @@ from server.base_models import BaseModelRegistry
 from server.checkpoint_permissions import CheckpointPermissions
 from server.config import Settings
 from server.custom_models import CustomModels
+from server.embeddings import Embeddings
 from server.files.store import FileStore
 from server.files.uploads import Uploads
 from server.files.validation import FileValidator
@@ -48,6 +49,7 @@ class Services:
     stored_completions: StoredCompletions
     stored_responses: StoredResponses
     graders: Graders
+    embeddings: Embeddings
 
 
 def services(request: Request) -> Services:

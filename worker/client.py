@@ -20,6 +20,8 @@ from contract.internal_api import (
     CheckpointReport,
     CompletionReport,
     FailureReport,
+    GraderEmbeddingAnswer,
+    GraderEmbeddingRequest,
     GraderModelAnswer,
     GraderModelRequest,
     JobSpec,
@@ -170,6 +172,11 @@ class WorkerClient:
     def ask_grader_model(self, job_id: str, question: GraderModelRequest) -> GraderModelAnswer:
         return self._post(f"/internal/jobs/{job_id}/grader_model", question, GraderModelAnswer)
 
+    def embed_for_grader(self, job_id: str, texts: list[str]) -> list[list[float]]:
+        answer = self._post(f"/internal/jobs/{job_id}/embeddings", GraderEmbeddingRequest(texts=texts),
+                            GraderEmbeddingAnswer)
+        return answer.vectors
+
     def heartbeat(self, patience: float) -> None:
         """Patient only until the next heartbeat is due: that one says the same, and newer."""
         self._request("POST", "/internal/workers/heartbeat", patience=patience)
@@ -179,8 +186,8 @@ class WorkerClient:
 
 
 class ServerGraderModel:
-    """A reinforcement job's grader models (score_model, label_model), served by the server: a worker
-    holds no model but the one it trains."""
+    """A reinforcement job's grader models (score_model, label_model) and the cosine grader's embedding
+    model, served by the server: a worker holds no model but the one it trains."""
 
     def __init__(self, client: WorkerClient, job_id: str):
         self.client = client
@@ -194,3 +201,9 @@ class ServerGraderModel:
         except ServerRefused as exc:
             raise ModelServerError(exc.message) from None
         return ModelAnswer(answer.text, answer.prompt_tokens, answer.completion_tokens)
+
+    def vectors(self, texts: list[str]) -> list[list[float]]:
+        try:
+            return self.client.embed_for_grader(self.job_id, texts)
+        except ServerRefused as exc:
+            raise ModelServerError(exc.message) from None

@@ -263,6 +263,7 @@ def _training_run(spec: JobSpec, workdir: Path, share: Share, grader_model: Serv
         train_path=workdir / "train.jsonl", valid_path=workdir / "valid.jsonl" if spec.validation_file else None,
         data_format=spec.data_format, seed=spec.seed, settings=spec.settings, workdir=workdir, device=device,
         continued=continued, model_gguf=spec.model_gguf, grader=spec.grader, grader_model=grader_model,
+        grader_embedder=grader_model,
     )
 
 

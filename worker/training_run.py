@@ -9,7 +9,7 @@ import torch
 from contract.graders import Grader
 from contract.literals import DataFormat, Method
 from contract.training_settings import TrainingSettings
-from grading.model_graders import ChatModel
+from grading.model_graders import ChatModel, Embedder
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,4 @@ class TrainingRun:
     model_gguf: str | None = None  # converted into `model_path` first, where that folder is not there yet
     grader: Grader | None = None  # reinforcement: what each sampled answer is worth
     grader_model: ChatModel | None = None  # reinforcement: how a model grader reaches its model
+    grader_embedder: Embedder | None = None  # reinforcement: how a cosine grader reaches the embedding model

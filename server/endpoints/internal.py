@@ -5,6 +5,7 @@ puts the registered worker on the request); it reads and reports on the jobs it 
 These routes are not part of `/v1`.
 """
 
+import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,6 +14,8 @@ from contract.internal_api import (
     CheckpointReport,
     CompletionReport,
     FailureReport,
+    GraderEmbeddingAnswer,
+    GraderEmbeddingRequest,
     GraderModelAnswer,
     GraderModelRequest,
     ProgressReport,
@@ -130,6 +133,18 @@ async def ask_grader_model(request: Request) -> MsgspecResponse:
                                              completion_tokens=answer.completion_tokens))
 
 
+async def embed_for_grader(request: Request) -> MsgspecResponse:
+    """A cosine grader's texts from a worker training a reinforcement job, embedded by the server's model."""
+    body = await decode_json(request, GraderEmbeddingRequest)
+    svc = services(request)
+    svc.transitions.held_job(request.path_params["job_id"], _worker(request).id)
+    try:
+        vectors = await anyio.to_thread.run_sync(svc.embeddings.vectors, body.texts)
+    except ModelServerError as exc:
+        raise APIError(422, str(exc), code="grader_model_failed") from None
+    return MsgspecResponse(GraderEmbeddingAnswer(vectors=vectors))
+
+
 async def job_file_content(request: Request) -> OpenFileResponse:
     """A file the held job trains on: its training or validation file, or the model it continues."""
     svc = services(request)
@@ -164,6 +179,7 @@ routes = [
     Route("/internal/jobs/{job_id}/complete", complete_job, methods=["POST"]),
     Route("/internal/jobs/{job_id}/fail", fail_job, methods=["POST"]),
     Route("/internal/jobs/{job_id}/grader_model", ask_grader_model, methods=["POST"]),
+    Route("/internal/jobs/{job_id}/embeddings", embed_for_grader, methods=["POST"]),
     Route("/internal/jobs/{job_id}/files/{file_id}", job_file_content, methods=["GET"]),
     Route("/internal/jobs/{job_id}/state/{blob_id}", job_state_content, methods=["GET"]),
 ]

@@ -115,7 +115,7 @@ class ReinforcementObjective:
         prompt_room = settings.context_length - settings.max_completion_tokens
         self.train_prompts = tokenize_prompts(tokenizer, run.train_path, prompt_room)
         self.valid_prompts = tokenize_prompts(tokenizer, run.valid_path, prompt_room) if run.valid_path else []
-        self.tools = GradingTools(chat=run.grader_model, python_limits=PythonLimits())
+        self.tools = GradingTools(chat=run.grader_model, embedder=run.grader_embedder, python_limits=PythonLimits())
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos = model.generation_config.eos_token_id
         self.stop_ids = torch.tensor(eos if isinstance(eos, list) else [eos if eos is not None else self.pad_id])
