@@ -14,6 +14,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from compat_tests.conftest import MEASUREMENTS
 from worker.objectives.reinforcement import completion_logps, group_advantages, grpo_loss
 
 TINY = Path(__file__).resolve().parent.parent / "sample_data" / "models" / "tiny-chat"
@@ -81,6 +82,8 @@ def test_grpo_loss_and_gradients_equal_trl(tmp_path, beta):
     assert float(loss) == pytest.approx(float(trl_loss), abs=1e-5)
     worst = max(float((p.grad - trl_gradients[name]).abs().max()) for name, p in policy.named_parameters())
     assert worst < 1e-5, worst
+    MEASUREMENTS.append(f"GRPO against TRL's GRPOTrainer, beta {beta}: loss {float(loss):.6f} against "
+                        f"{float(trl_loss):.6f}, largest gradient difference {worst:.1e}")
     assert max(float(g.abs().max()) for g in trl_gradients.values()) > 1e-3  # the gradients are not all 0
     if beta:
         assert stats["kl"] > 0.001
