@@ -1,7 +1,7 @@
 """A job trained by `gxft worker --procs 2` (two processes under torch.distributed, gloo on the CPU) is one
 job to its user: the same per-step losses, tokens and checkpoints as on one process, paused on two and
-resumed on one; a cancel stops every rank, and a killed training process fails the job with the reason,
-never leaves it running."""
+resumed on one; a cancel stops every rank, a killed training process fails the job with the reason, and a
+killed worker takes its ranks with it while another worker finishes the job: none is ever left running."""
 
 import os
 import signal
@@ -13,7 +13,7 @@ import pytest
 
 from compat_tests.server_process import ServerProcess, start_worker
 from compat_tests.test_files import jsonl, processed
-from compat_tests.test_fine_tuning import TINY, all_events, metrics_events, wait_done, wait_for
+from compat_tests.test_fine_tuning import TINY, all_events, metrics_events, wait_done, wait_for, wait_for_job
 
 HYPERPARAMETERS = {"n_epochs": 2, "batch_size": 4, "learning_rate_multiplier": 2.0}
 
@@ -167,3 +167,41 @@ def test_a_cancel_stops_every_rank_and_a_killed_one_fails_the_job(server, worker
     after = client.fine_tuning.jobs.create(model=TINY, training_file=train.id, hyperparameters=HYPERPARAMETERS)
     assert wait_done(client, after.id, patience=240).status == "succeeded"
     assert len(metrics_events(client, cancelled.id)) == steps  # the cancelled job trained no step after
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs (a zombie, which a container's first process may never reap, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_a_killed_worker_takes_its_ranks_with_it_and_another_finishes_the_job(start_server, tmp_path):
+    server = start_server(env={"GXFT_LEASE_SECONDS": "2"}, worker=False)
+    client = server.client()
+    train = processed(client, _lines())
+    pool = Workers(server, tmp_path)
+    try:
+        first = pool.start(2)
+        method = {"type": "supervised", "supervised": {"hyperparameters": {**HYPERPARAMETERS, "n_epochs": 30}}}
+        job = client.fine_tuning.jobs.create(model=TINY, training_file=train.id, seed=5, method=method)
+        wait_for_job(client, job.id, lambda _: len(client.fine_tuning.jobs.checkpoints.list(job.id).data) >= 1,
+                     patience=240)
+        ranks = _rank_pids(first)
+        assert len(ranks) == 2
+        first.kill()
+        first.wait()
+        killed_at = client.fine_tuning.jobs.retrieve(job.id).model_extra["trained_steps"]
+        wait_for(lambda: not any(_running(pid) for pid in ranks), timeout=10)  # the ranks end with their worker
+        pool.start(1)
+        done = wait_done(client, job.id, patience=240)
+    finally:
+        pool.stop()
+    assert done.status == "succeeded", done.error
+    messages = [e.message for e in all_events(client, job.id)]
+    assert any(m.startswith("The worker running this job stopped reporting") for m in messages)
+    resumed = [m for m in messages if m.startswith("Fine-tuning job resumed from step")]
+    assert resumed and int(resumed[0].rsplit(" ", 1)[1]) <= killed_at
+    assert {e.data["step"] for e in metrics_events(client, job.id)} == set(range(1, 91))

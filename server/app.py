@@ -18,7 +18,7 @@ from server.base_models import BaseModelRegistry
 from server.checkpoint_permissions import CheckpointPermissions
 from server.config import DEFAULT_PROJECT, Settings
 from server.custom_models import CustomModels
-from server.embeddings import Embeddings
+from server.embeddings import OPENAI_EMBEDDING_MODELS, Embeddings
 from server.endpoints import (
     checkpoint_permissions,
     completions,
@@ -114,7 +114,8 @@ def create_app(settings: Settings, registry: BaseModelRegistry | None = None) ->
                                  full_model_slots=settings.full_model_slots,
                                  max_request_tokens=settings.max_request_tokens)
         catalog = ModelCatalog(models, jobs, file_store, results, workers, custom_records)
-        embeddings = Embeddings(settings.embedding_model, settings.embedding_model_name)
+        embeddings = Embeddings(settings.embedding_model, settings.embedding_model_name,
+                                OPENAI_EMBEDDING_MODELS if settings.profile == "emulator" else ())
         graders = Graders(settings, catalog, engine, embeddings)
         app.state.services = Services(
             settings=settings, files=file_store, uploads=upload_store, file_validator=validator, jobs=jobs,

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from server.serving.embedder import EmbeddingModel
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
+# Under `--profile emulator` OpenAI's embedding models answer too, played by the server's own model.
+OPENAI_EMBEDDING_MODELS = ("text-embedding-3-small", "text-embedding-3-large", "text-embedding-ada-002")
 
 
 def _texts(value: str | list) -> list[str]:
@@ -46,9 +48,10 @@ def _base64(vector: list[float]) -> str:
 
 
 class Embeddings:
-    def __init__(self, folder: Path | None, name: str):
+    def __init__(self, folder: Path | None, name: str, aliases: tuple[str, ...] = ()):
         self.folder = folder
         self.name = name
+        self.aliases = aliases
         self._model: EmbeddingModel | None = None
 
     @property
@@ -77,8 +80,8 @@ class Embeddings:
         if self.folder is None:
             raise APIError(404, "This server has no embedding model: start it with GXFT_EMBEDDING_MODEL set to a "
                            "sentence-transformers folder (docs/serving.md).", param="model", code="model_not_found")
-        if request.model != self.name:
-            raise model_not_found(request.model, [self.name])
+        if request.model != self.name and request.model not in self.aliases:
+            raise model_not_found(request.model, [self.name, *self.aliases])
         texts = _texts(request.input)
         model = self._loaded()
         from server.serving.embedder import InputTooLong
@@ -89,9 +92,9 @@ class Embeddings:
             raise invalid_request(f"{exc}.", param="input") from None
         width = len(embedded.vectors[0])
         if request.dimensions is not None and request.dimensions != width:
-            raise invalid_request(f"{self.name} gives vectors of {width} dimensions and cannot shorten them; "
+            raise invalid_request(f"{request.model} gives vectors of {width} dimensions and cannot shorten them; "
                                   f"leave dimensions out or send {width}.", param="dimensions")
         encode = _base64 if request.encoding_format == "base64" else list
         return EmbeddingResponse(
             data=[Embedding(index=index, embedding=encode(vector)) for index, vector in enumerate(embedded.vectors)],
-            model=self.name, usage=EmbeddingUsage(prompt_tokens=embedded.tokens, total_tokens=embedded.tokens))
+            model=request.model, usage=EmbeddingUsage(prompt_tokens=embedded.tokens, total_tokens=embedded.tokens))
