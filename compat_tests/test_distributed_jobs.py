@@ -112,7 +112,7 @@ def test_a_job_paused_on_two_processes_resumes_on_one(server, workers):
     # "paused" is missing from the SDK's status enum (OpenAI's own API returns it): a lenient client.
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
     train = processed(client, _lines())
-    hyperparameters = {**HYPERPARAMETERS, "n_epochs": 40, "lora": False}
+    hyperparameters = {**HYPERPARAMETERS, "n_epochs": 20, "lora": False}
     method = {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}
     workers.start(1)
     whole = wait_done(client, client.fine_tuning.jobs.create(model=TINY, training_file=train.id, seed=5,

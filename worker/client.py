@@ -127,6 +127,9 @@ class WorkerClient:
     def report(self, job_id: str, report: ProgressReport) -> Order:
         return self._post(f"/internal/jobs/{job_id}/report", report, ReportReply).order
 
+    def renew_lease(self, job_id: str, patience: float = RECONNECT_SECONDS) -> Order:
+        return self._post(f"/internal/jobs/{job_id}/lease", None, ReportReply, patience=patience).order
+
     def _download(self, path: str, destination: Path) -> Path:
         def attempt() -> Path:  # a broken download starts again from the first byte
             with self.http.stream("GET", path) as response:

@@ -2,7 +2,7 @@
 step and each rank's peak memory while it trains.
 
     python scripts/bench/distributed.py [--model tiny|100m|1b] [--procs 2] [--steps 4] [--batch-size 8]
-                                        [--tokens 256] [--json bench-distributed.json]
+                                        [--tokens 256] [--runs full,lora] [--json bench-distributed.json]
 
 The model is the tiny model or a Llama built from a config with random weights (no download); the data
 is synthetic chat of mixed lengths. The one-process run and the N-process run use the same global batch
@@ -108,6 +108,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--runs", default="full,lora", help="which of full (FSDP2) and lora (DDP) to run")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-distributed-model-"))
@@ -116,7 +117,8 @@ def main() -> int:
     data = str(write_jsonl(mixed_length_rows(examples, args.tokens // 4, args.tokens, seed=1), folder / "train.jsonl"))
     report = {"machine": machine(), "model": args.model, "procs": args.procs, "steps": args.steps,
               "batch_size": args.batch_size, "runs": {}}
-    for name, lora in (("full, FSDP2", False), ("LoRA, DDP", True)):
+    runs = {"full": ("full, FSDP2", False), "lora": ("LoRA, DDP", True)}
+    for name, lora in (runs[run] for run in args.runs.split(",")):
         one = run(1, model, data, lora, args.steps, args.batch_size, args.tokens)[0]
         many = run(args.procs, model, data, lora, args.steps, args.batch_size, args.tokens)
         largest = max(rank["peak_bytes"] for rank in many)

@@ -64,6 +64,11 @@ async def report_progress(request: Request) -> MsgspecResponse:
     return MsgspecResponse(ReportReply(order=order))
 
 
+async def renew_lease(request: Request) -> MsgspecResponse:
+    order = services(request).transitions.renew_lease(request.path_params["job_id"], _worker(request).id)
+    return MsgspecResponse(ReportReply(order=order))
+
+
 async def _receive_raw(request: Request, writer: BlobWriter, max_bytes: int) -> None:
     stream = request.stream()
     try:
@@ -173,6 +178,7 @@ routes = [
     Route("/internal/workers/heartbeat", worker_heartbeat, methods=["POST"]),
     Route("/internal/jobs/{job_id}/claim", claim_job, methods=["POST"]),
     Route("/internal/jobs/{job_id}/report", report_progress, methods=["POST"]),
+    Route("/internal/jobs/{job_id}/lease", renew_lease, methods=["POST"]),
     Route("/internal/jobs/{job_id}/files", upload_result_file, methods=["POST"]),
     Route("/internal/jobs/{job_id}/blobs", upload_state_blob, methods=["POST"]),
     Route("/internal/jobs/{job_id}/checkpoints", add_checkpoint, methods=["POST"]),

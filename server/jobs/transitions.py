@@ -196,6 +196,16 @@ class JobTransitions:
                                     created_at=event.created_at)
         return ORDERS[job.status]
 
+    def renew_lease(self, job_id: str, worker_id: str) -> Order:
+        """The lease alone renewed, progress left as it is: a worker whose training processes are starting,
+        or whose rank 0 reports the progress itself (worker/rank_processes.py)."""
+        with self.jobs.db.transaction():
+            job = self.held_job(job_id, worker_id)
+            if not self.jobs.update(job.id, if_status=HELD_STATUSES, held_by=worker_id,
+                                    lease_expires_at=time.time() + self.settings.lease_seconds):
+                raise job_not_held(job.id)
+        return ORDERS[job.status]
+
     def add_checkpoint(self, job_id: str, worker_id: str, report: CheckpointReport) -> Order:
         """Records the checkpoint; answers the order for the worker, as a report's answer does. For a pause
         checkpoint that is "pause" (the worker has let go of the job) unless the user resumed meanwhile."""
