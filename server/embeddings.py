@@ -8,6 +8,7 @@ other words to this model. LangChain's `OpenAIEmbeddings` sends them unless told
 
 import base64
 import struct
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,7 @@ class Embeddings:
         self.name = name
         self.aliases = aliases
         self._model: EmbeddingModel | None = None
+        self._creating = threading.Lock()  # first use may come from the event loop and a grader's thread at once
 
     @property
     def available(self) -> bool:
@@ -61,11 +63,12 @@ class Embeddings:
     def _loaded(self) -> "EmbeddingModel":
         if self.folder is None:
             raise ModelServerError("this server has no embedding model (set GXFT_EMBEDDING_MODEL)")
-        if self._model is None:
-            from server.serving.embedder import EmbeddingModel  # imports torch, on first use only
+        with self._creating:
+            if self._model is None:
+                from server.serving.embedder import EmbeddingModel  # imports torch, on first use only
 
-            self._model = EmbeddingModel(self.folder)
-        return self._model
+                self._model = EmbeddingModel(self.folder)
+            return self._model
 
     def vectors(self, texts: list[str]) -> list[list[float]]:
         """Unit vectors of `texts`, for a grader's thread (an `Embedder`, grading/run.py)."""
@@ -84,16 +87,17 @@ class Embeddings:
             raise model_not_found(request.model, [self.name, *self.aliases])
         texts = _texts(request.input)
         model = self._loaded()
+        if request.dimensions is not None:  # checked before any text is embedded
+            width = await anyio.to_thread.run_sync(lambda: model.dimensions)
+            if request.dimensions != width:
+                raise invalid_request(f"{request.model} gives vectors of {width} dimensions and cannot shorten "
+                                      f"them; leave dimensions out or send {width}.", param="dimensions")
         from server.serving.embedder import InputTooLong
 
         try:
             embedded = await anyio.to_thread.run_sync(model.embed, texts)
         except InputTooLong as exc:
             raise invalid_request(f"{exc}.", param="input") from None
-        width = len(embedded.vectors[0])
-        if request.dimensions is not None and request.dimensions != width:
-            raise invalid_request(f"{request.model} gives vectors of {width} dimensions and cannot shorten them; "
-                                  f"leave dimensions out or send {width}.", param="dimensions")
         encode = _base64 if request.encoding_format == "base64" else list
         return EmbeddingResponse(
             data=[Embedding(index=index, embedding=encode(vector)) for index, vector in enumerate(embedded.vectors)],

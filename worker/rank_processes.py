@@ -68,7 +68,8 @@ class LeaseKeeper:
                 log.warning("lease renewal for %s failed: %s", self.job_id, exc)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port for the ranks' rendezvous on this machine."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -103,7 +104,7 @@ def run_job_on_processes(client: WorkerClient, spec: JobSpec, worker_key: str, p
     workdir = Path(tempfile.mkdtemp(prefix=f"gxft-{spec.job_id}-"))
     log.info("job %s: %d training processes", spec.job_id, procs)
     context = mp.start_processes(
-        _rank_main, args=(procs, _free_port(), os.getpid(), spec, client.server_url, worker_key, str(workdir)),
+        _rank_main, args=(procs, free_port(), os.getpid(), spec, client.server_url, worker_key, str(workdir)),
         nprocs=procs, join=False, start_method="spawn",
     )
     ranks = context.processes

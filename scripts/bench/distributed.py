@@ -15,7 +15,6 @@ faster there; the figure that matters on a CPU is the memory.
 
 import argparse
 import json
-import socket
 import sys
 import tempfile
 import time
@@ -87,17 +86,13 @@ def _measure(rank: int, world: int, port: int, model: str, data: str, lora: bool
         distributed.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run(world: int, *arguments) -> list[dict]:
     import torch.multiprocessing as mp
 
+    from worker.rank_processes import free_port
+
     results = tempfile.mkdtemp(prefix="bench-distributed-")
-    mp.start_processes(_measure, args=(world, _free_port(), *arguments, results), nprocs=world, start_method="spawn")
+    mp.start_processes(_measure, args=(world, free_port(), *arguments, results), nprocs=world, start_method="spawn")
     return [json.loads(Path(results, f"rank{rank}.json").read_text()) for rank in range(world)]
 
 

@@ -29,7 +29,6 @@ class Embedded:
 class InputTooLong(ValueError):
     def __init__(self, index: int, tokens: int, limit: int):
         super().__init__(f"input[{index}] is {tokens} tokens; this embedding model reads at most {limit}")
-        self.index = index
 
 
 def _pooling(folder: Path) -> Pooling:
@@ -70,6 +69,7 @@ class EmbeddingModel:
 
     @property
     def dimensions(self) -> int:
+        """The vectors' length (loads the model: call it on a thread)."""
         with self._lock:
             return int(self._load()[1].config.hidden_size)
 
